@@ -1,0 +1,3 @@
+from bigupload.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""The application factory: settings, registry, store, routes and error handling in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from bigupload import __version__
+from bigupload.config import Settings, load_settings
+from bigupload.db import create_engine, create_sessionmaker
+from bigupload.errors import install_error_handlers
+from bigupload.files.endpoints import router as files_router
+from bigupload.health.endpoints import router as health_router
+from bigupload.logs import RequestLogMiddleware
+from bigupload.storage.base import Storage
+from bigupload.storage.factory import build_storage
+from bigupload.storage.local.endpoints import router as local_store_router
+from bigupload.uploads.endpoints import router as uploads_router
+
+DESCRIPTION = """
+Upload very large files straight into S3-compatible storage through pre-signed URLs.
+
+1. `POST /api/v1/uploads` records the file and answers where to send it (`url`, `headers`).
+2. Send the bytes with exactly that method, URL and headers.
+3. `POST /api/v1/uploads/{id}/complete` checks the store and marks the file `uploaded`.
+
+Every `/api/v1` route needs `Authorization: Bearer <api key>`. Errors are
+`{"error": {"code", "message", "details"}}` with stable codes.
+"""
+
+
+def create_app(settings: Settings | None = None, *, storage: Storage | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.storage.close()
+        await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="bigupload",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = create_engine(settings.effective_database_url)
+    app.state.sessionmaker = create_sessionmaker(app.state.engine)
+    app.state.storage = storage if storage is not None else build_storage(settings)
+
+    install_error_handlers(app)
+    app.add_middleware(RequestLogMiddleware)
+
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(uploads_router)
+    api.include_router(files_router)
+    app.include_router(api)
+    app.include_router(health_router)
+    app.include_router(local_store_router)
+    return app

@@ -1,0 +1,42 @@
+"""Who is calling: the ``Authorization: Bearer <key>`` of every API request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from bigupload.auth import repository
+from bigupload.dependencies import SessionDep
+from bigupload.errors import Unauthenticated
+
+_bearer = HTTPBearer(auto_error=False, description="An API key made with `bigupload keys create`")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    owner: str
+    key_name: str
+
+
+async def current_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
+    token = credentials.credentials
+    if len(token) > 256:
+        raise Unauthenticated("the API key is not valid", code="invalid_api_key")
+    key = await repository.find_active(session, token)
+    if key is None:
+        raise Unauthenticated("the API key is not valid or was revoked", code="invalid_api_key")
+    principal = Principal(owner=key.owner, key_name=key.name)
+    request.state.owner = principal.owner
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]

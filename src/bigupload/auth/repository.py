@@ -1,0 +1,59 @@
+"""SQL for API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bigupload import clock
+from bigupload.auth.keys import display_prefix, generate_key, hash_key
+from bigupload.auth.models import ApiKey
+
+
+class KeyExists(Exception):
+    """A key of that name exists already."""
+
+
+async def find_active(session: AsyncSession, key: str) -> ApiKey | None:
+    result = await session.execute(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    )
+    return result.scalar_one_or_none()
+
+
+async def count(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(ApiKey)) or 0)
+
+
+async def create(session: AsyncSession, name: str, owner: str) -> tuple[ApiKey, str]:
+    """Store a new key and answer it with its clear value, which is never stored."""
+    existing = await session.scalar(select(ApiKey.id).where(ApiKey.name == name))
+    if existing is not None:
+        raise KeyExists(name)
+    clear = generate_key()
+    record = ApiKey(
+        name=name,
+        owner=owner,
+        prefix=display_prefix(clear),
+        key_hash=hash_key(clear),
+        created_at=clock.now(),
+    )
+    session.add(record)
+    await session.flush()
+    return record, clear
+
+
+async def list_all(session: AsyncSession) -> Sequence[ApiKey]:
+    result = await session.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.name))
+    return result.scalars().all()
+
+
+async def revoke(session: AsyncSession, name: str) -> bool:
+    result = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )
+    return bool(getattr(result, "rowcount", 0))

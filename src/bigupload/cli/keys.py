@@ -1,0 +1,69 @@
+"""``bigupload keys``: make, list and revoke API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bigupload.auth import repository
+from bigupload.auth.keys import valid_name
+from bigupload.cli.common import fail, run_with_session, settings_or_exit
+
+app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="A unique name for the key.")],
+    owner: Annotated[
+        str | None, typer.Option(help="Whose files the key reaches (default: the name).")
+    ] = None,
+) -> None:
+    """Make a key and print it, alone, on standard output. It is shown only this once."""
+    owner = owner or name
+    for label, value in (("name", name), ("owner", owner)):
+        if not valid_name(value):
+            fail(f"the {label} must be 1-64 letters, digits, '.', '_' or '-'", code=2)
+    settings = settings_or_exit()
+
+    async def work(session: object) -> str:
+        try:
+            _, clear = await repository.create(session, name, owner)  # type: ignore[arg-type]
+        except repository.KeyExists:
+            fail(f"a key named {name!r} exists already")
+        return clear
+
+    typer.echo(run_with_session(settings, work))
+
+
+@app.command("list")
+def list_keys() -> None:
+    """List keys (never their secret part)."""
+    settings = settings_or_exit()
+    keys = run_with_session(settings, repository.list_all)
+    table = Table("name", "owner", "prefix", "created", "revoked")
+    for key in keys:
+        table.add_row(
+            key.name,
+            key.owner,
+            key.prefix + "…",
+            key.created_at.strftime("%Y-%m-%d %H:%M"),
+            key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@app.command("revoke")
+def revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key: it stops working at once."""
+    settings = settings_or_exit()
+
+    async def work(session: object) -> bool:
+        return await repository.revoke(session, name)  # type: ignore[arg-type]
+
+    if not run_with_session(settings, work):
+        fail(f"no active key named {name!r}")
+    typer.echo(f"revoked {name}", err=True)

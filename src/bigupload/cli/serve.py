@@ -1,0 +1,72 @@
+"""``bigupload serve``: run the service."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from bigupload.app import create_app
+from bigupload.auth import repository
+from bigupload.cli.common import fail, prepared_engine, settings_or_exit
+from bigupload.config import Settings
+from bigupload.db import create_sessionmaker
+from bigupload.logs import configure_logging
+
+
+async def _prepare(settings: Settings) -> str | None:
+    """Migrate the registry; on the very first start, make the admin key and answer it."""
+    engine = await prepared_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            if await repository.count(session) == 0:
+                _, clear = await repository.create(session, "admin", "admin")
+                return clear
+        return None
+    finally:
+        await engine.dispose()
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
+) -> None:
+    """Start the service (migrating the registry first)."""
+    settings = settings_or_exit(host=host, port=port)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        admin_key = asyncio.run(_prepare(settings))
+    except (OperationalError, DBAPIError, OSError) as exc:
+        fail(f"cannot use the database: {str(getattr(exc, 'orig', exc)).splitlines()[0]}")
+    app = create_app(settings)
+    url = settings.effective_public_url
+    typer.echo(f"bigupload {settings.storage} store, registry {_safe_db(settings)}", err=True)
+    if admin_key:
+        typer.echo("", err=True)
+        typer.echo("First start: an admin API key was created. It is shown only once:", err=True)
+        typer.echo(f"    {admin_key}", err=True)
+        typer.echo("", err=True)
+    typer.echo(f"listening on {url}  (API docs: {url}/docs)", err=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
+def _safe_db(settings: Settings) -> str:
+    """The database URL without its password."""
+    url = settings.effective_database_url
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

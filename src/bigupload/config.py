@@ -1,0 +1,203 @@
+"""Settings: one typed source of truth, from ``BIGUPLOAD_*`` variables and an optional ``.env``."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+#: S3's ceiling for one object, and so ours.
+S3_MAX_OBJECT_SIZE = 5 * TiB
+#: S3's ceiling for one PUT.
+S3_MAX_PUT_SIZE = 5 * GiB
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": KiB, "M": MiB, "G": GiB, "T": TiB}
+_MEDIA_RANGE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/([a-z0-9][a-z0-9!#$&^_.+-]*|\*)$")
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "supersecret", "password", "test"}
+
+
+class ConfigError(Exception):
+    """Invalid configuration, reported as one line at start."""
+
+
+def parse_size(value: object) -> int:
+    """Accept ``1073741824``, ``"1GiB"``, ``"512M"`` or ``"5 TiB"`` and answer bytes."""
+    if isinstance(value, bool):
+        raise ValueError("a size must be a number of bytes or a string such as '5GiB'")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if match:
+            unit = (match.group(2) or "").upper()[:1]
+            return int(match.group(1)) * _UNITS[unit]
+    raise ValueError(f"{value!r} is not a size (use bytes, or a number with K, M, G or T)")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BIGUPLOAD_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    data_dir: Path = Path("./bigupload-data")
+    database_url: str | None = None
+    storage: Literal["local", "s3"] = "local"
+
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+
+    public_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    secret_key: str | None = None
+    url_expiry_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    download_expiry_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    max_file_size: Annotated[int, NoDecode] = S3_MAX_OBJECT_SIZE
+    max_single_put_size: Annotated[int, NoDecode] = S3_MAX_PUT_SIZE
+    allowed_content_types: Annotated[tuple[str, ...], NoDecode] = ("*/*",)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("max_file_size", "max_single_put_size", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> int:
+        size = parse_size(value)
+        if size <= 0:
+            raise ValueError("must be positive")
+        return size
+
+    @field_validator("max_file_size")
+    @classmethod
+    def _max_file_size(cls, value: int) -> int:
+        if value > S3_MAX_OBJECT_SIZE:
+            raise ValueError(f"must be at most {S3_MAX_OBJECT_SIZE} bytes (5 TiB, S3's limit)")
+        return value
+
+    @field_validator("max_single_put_size")
+    @classmethod
+    def _max_single_put_size(cls, value: int) -> int:
+        if value > S3_MAX_PUT_SIZE:
+            raise ValueError(f"must be at most {S3_MAX_PUT_SIZE} bytes (5 GiB, S3's PUT limit)")
+        return value
+
+    @field_validator("allowed_content_types", mode="before")
+    @classmethod
+    def _content_types(cls, value: object) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ValueError("must be a comma-separated list of media types such as 'video/*'")
+        cleaned = tuple(str(item).strip().lower() for item in items if str(item).strip())
+        if not cleaned:
+            raise ValueError("must name at least one media type ('*/*' allows all)")
+        for item in cleaned:
+            if item != "*/*" and not _MEDIA_RANGE_RE.match(item):
+                raise ValueError(f"{item!r} is not a media type or range such as 'image/*'")
+        return cleaned
+
+    @field_validator("public_url", "s3_endpoint_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.lower() in _PLACEHOLDER_SECRETS or len(value) < 32:
+            raise ValueError("must be a random string of at least 32 characters")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @model_validator(mode="after")
+    def _storage_needs(self) -> Settings:
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ValueError("BIGUPLOAD_S3_BUCKET is required when BIGUPLOAD_STORAGE=s3")
+        return self
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'bigupload.db').resolve()}"
+
+    @cached_property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @cached_property
+    def effective_secret_key(self) -> str:
+        """The signing secret: configured, or generated once and kept in the data directory."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        try:
+            with path.open("x") as handle:
+                path.chmod(0o600)
+                handle.write(secret)
+            return secret
+        except FileExistsError:
+            return path.read_text().strip()
+
+    def content_type_allowed(self, content_type: str) -> bool:
+        base = content_type.split(";", 1)[0].strip().lower()
+        major = base.split("/", 1)[0]
+        for allowed in self.allowed_content_types:
+            if allowed in ("*/*", base) or allowed == f"{major}/*":
+                return True
+        return False
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning any validation problem into one readable :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            name = f"BIGUPLOAD_{field.upper()}" if field else "configuration"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,34 @@
+"""Dependencies every feature shares: the settings, a registry session and the store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bigupload.config import Settings
+from bigupload.db import session_scope
+from bigupload.storage.base import Storage
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request, committed when the handler succeeds, rolled back otherwise."""
+    async for session in session_scope(request.app.state.sessionmaker):
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -1,0 +1,177 @@
+"""One error type with stable codes, and the handlers that turn errors into one JSON shape.
+
+Every error answer is ``{"error": {"code": ..., "message": ..., "details": ...}}``. Codes are
+stable: clients may switch on them. Unexpected exceptions become ``internal_error`` with no
+stack trace, no credential and no signed URL in the answer; they are logged with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("bigupload.errors")
+
+
+class AppError(Exception):
+    """An error a client can act on; ``code`` is stable, ``status`` is the HTTP status."""
+
+    status: int = 400
+    code: str = "bad_request"
+    headers: dict[str, str] | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.details = details
+        if headers is not None:
+            self.headers = headers
+
+
+class Unauthenticated(AppError):
+    status = 401
+    code = "unauthenticated"
+
+    def __init__(self, message: str = "a valid API key is required", **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(message, **kw)
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "file_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "content_type_not_allowed"
+
+
+class InvalidRequest(AppError):
+    status = 422
+    code = "validation_error"
+
+
+class StorageUnavailable(AppError):
+    status = 503
+    code = "storage_unavailable"
+
+    def __init__(
+        self, message: str = "the storage service is unreachable; try again later", **kw: Any
+    ) -> None:
+        kw.setdefault("headers", {"Retry-After": "5"})
+        super().__init__(message, **kw)
+
+
+class StorageFailure(AppError):
+    status = 502
+    code = "storage_error"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    if exc.status >= 500:
+        log.error(
+            "%s %s failed: %s (%s) request_id=%s",
+            request.method,
+            request.url.path,
+            exc.code,
+            exc.__cause__ or exc.message,
+            _request_id(request),
+        )
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=exc.headers
+    )
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(loc[0] if loc else "request")
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = []
+    for error in exc.errors():
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        details.append({"field": _location(tuple(error.get("loc", ()))), "message": message})
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
+    return JSONResponse(
+        error_body("validation_error", f"invalid request: {summary}", details), status_code=422
+    )
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    401: "unauthenticated",
+    403: "forbidden",
+    413: "payload_too_large",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception(
+        "%s %s crashed request_id=%s", request.method, request.url.path, _request_id(request)
+    )
+    return JSONResponse(
+        error_body(
+            "internal_error",
+            f"an unexpected error occurred (request id {_request_id(request)})",
+        ),
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

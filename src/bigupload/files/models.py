@@ -1,0 +1,54 @@
+"""File records and their append-only status events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bigupload.db import Base, BigIntPK, UTCDateTime
+from bigupload.files.status import FileStatus
+
+
+class FileRecord(Base):
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_owner_created", "owner", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    bucket: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024), unique=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    detected_content_type: Mapped[str | None] = mapped_column(String(255), default=None)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    stored_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    checksum_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    etag: Mapped[str | None] = mapped_column(String(128), default=None)
+    status: Mapped[str] = mapped_column(String(16), default=FileStatus.PENDING, index=True)
+    multipart_upload_id: Mapped[str | None] = mapped_column(String(1024), default=None)
+    part_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    user_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class FileEvent(Base):
+    """One status change. Rows are only ever appended; they outlive the file they describe."""
+
+    __tablename__ = "file_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    file_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,92 @@
+"""Rules for reading, re-labelling, downloading and deleting files."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bigupload import clock
+from bigupload.config import Settings
+from bigupload.errors import Conflict, NotFound, StorageFailure, StorageUnavailable
+from bigupload.files import repository
+from bigupload.files.models import FileRecord
+from bigupload.files.schemas import DownloadLink
+from bigupload.files.status import READABLE, FileStatus, client_can_transition
+from bigupload.storage.base import Storage, StorageError, StorageUnreachable
+
+log = logging.getLogger("bigupload.files")
+
+
+async def get_file(session: AsyncSession, owner: str, file_id: uuid.UUID) -> FileRecord:
+    """The owner's file; another owner's file is as missing as a file that never was."""
+    record = await repository.get_owned(session, file_id, owner)
+    if record is None:
+        raise NotFound("no such file", code="file_not_found")
+    return record
+
+
+async def change_status(
+    session: AsyncSession,
+    record: FileRecord,
+    target: FileStatus,
+    reason: str | None,
+) -> FileRecord:
+    current = FileStatus(record.status)
+    if current == target:
+        return record
+    if not client_can_transition(current, target):
+        hint = (
+            "; confirm an upload with POST /api/v1/uploads/{id}/complete"
+            if target == FileStatus.UPLOADED
+            else ""
+        )
+        raise Conflict(
+            f"a {current.value} file cannot become {target.value}{hint}",
+            code="invalid_transition",
+            details={"from": current.value, "to": target.value},
+        )
+    values: dict[str, object] = {}
+    if target == FileStatus.FAILED:
+        values["error"] = reason or "marked failed by the client"
+    if target == FileStatus.COMPLETED:
+        values["completed_at"] = clock.now()
+    if not await repository.transition(session, record, current, target, reason=reason, **values):
+        await repository.refresh(session, record)
+        if FileStatus(record.status) == target:
+            return record
+        raise Conflict(f"the file changed to {record.status} meanwhile", code="invalid_transition")
+    return record
+
+
+def download_link(record: FileRecord, storage: Storage, settings: Settings) -> DownloadLink:
+    if FileStatus(record.status) not in READABLE:
+        raise Conflict(
+            f"the file is {record.status}; only uploaded files can be downloaded",
+            code="file_not_ready",
+            details={"status": record.status},
+        )
+    try:
+        request = storage.presign_get(
+            record.key,
+            filename=record.filename,
+            content_type=record.content_type,
+            expires_in=settings.download_expiry_seconds,
+        )
+    except StorageUnreachable as exc:
+        raise StorageUnavailable(str(exc)) from exc
+    return DownloadLink(url=request.url, filename=record.filename, expires_at=request.expires_at)
+
+
+async def delete_file(session: AsyncSession, record: FileRecord, storage: Storage) -> None:
+    """Remove the stored object, then the record; if the store fails, both stay."""
+    await session.commit()  # hold no registry lock while the store is asked
+    try:
+        await storage.delete(record.key)
+    except StorageUnreachable as exc:
+        raise StorageUnavailable() from exc
+    except StorageError as exc:
+        raise StorageFailure(f"the store refused to delete the object: {exc}") from exc
+    await repository.delete_record(session, record)
+    log.info("deleted file %s key=%s", record.id, record.key)

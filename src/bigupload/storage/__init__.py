@@ -1,0 +1,19 @@
+"""The storage port (``base``) and its adapters: ``local`` (a directory) and ``s3``."""
+
+from bigupload.storage.base import (
+    ObjectNotFound,
+    PresignedRequest,
+    Storage,
+    StorageError,
+    StorageUnreachable,
+    StoredObject,
+)
+
+__all__ = [
+    "ObjectNotFound",
+    "PresignedRequest",
+    "Storage",
+    "StorageError",
+    "StorageUnreachable",
+    "StoredObject",
+]

@@ -1,0 +1,3 @@
+from bigupload.storage.local.store import LocalStorage
+
+__all__ = ["LocalStorage"]

@@ -1,0 +1,154 @@
+"""What ``POST /uploads`` accepts, with every validation rule, and the ticket it answers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import unicodedata
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+from bigupload.files.status import FileStatus
+
+_TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"  # noqa: S105  (an RFC 9110 token, not a secret)
+_MEDIA_TYPE_RE = re.compile(
+    rf"^({_TOKEN})/({_TOKEN})((?:\s*;\s*{_TOKEN}=(?:{_TOKEN}|\"[^\"\\\x00-\x1f]*\"))*)\s*$"
+)
+_HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+#: Characters that reorder text: they can disguise ``evil.exe`` as ``exe.pdf``.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+MAX_METADATA_ENTRIES = 32
+MAX_METADATA_BYTES = 8 * 1024
+
+
+def clean_filename(value: str) -> str:
+    """A filename as metadata: NFC, 1-255 characters, no path, no control characters."""
+    name = unicodedata.normalize("NFC", value).strip()
+    if not name:
+        raise ValueError("must not be empty")
+    if len(name) > 255:
+        raise ValueError("must be at most 255 characters")
+    for ch in name:
+        if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS:
+            raise ValueError("must not contain control characters")
+    if "/" in name or "\\" in name:
+        raise ValueError("must be a file name, not a path")
+    if name in (".", ".."):
+        raise ValueError("must be a file name")
+    return name
+
+
+def clean_content_type(value: str) -> str:
+    """A well-formed media type, lower-cased, parameters kept."""
+    if len(value) > 255:
+        raise ValueError("must be at most 255 characters")
+    match = _MEDIA_TYPE_RE.match(value.strip())
+    if not match:
+        raise ValueError("must be a media type such as 'video/mp4'")
+    kind, subtype, params = match.groups()
+    return f"{kind.lower()}/{subtype.lower()}{params or ''}"
+
+
+def decode_sha256(value: str) -> bytes:
+    """A SHA-256 digest given as 64 hex digits or as base64 (S3's form)."""
+    value = value.strip()
+    if _HEX64_RE.match(value):
+        return bytes.fromhex(value)
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        digest = b""
+    if len(digest) != 32:
+        raise ValueError("must be a SHA-256 digest: 64 hex digits or 44 base64 characters")
+    return digest
+
+
+class CreateUpload(BaseModel):
+    """A request to upload one file. ``fileName``, ``fileType`` and ``fileSize`` are aliases."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "filename": "holiday.mp4",
+                    "content_type": "video/mp4",
+                    "size": 734003200,
+                    "checksum_sha256": (
+                        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                    ),
+                    "metadata": {"album": "2026"},
+                }
+            ]
+        },
+    )
+
+    filename: StrictStr = Field(
+        validation_alias=AliasChoices("filename", "fileName"),
+        description="The original name; kept as metadata, never used in the object key.",
+    )
+    content_type: StrictStr = Field(
+        validation_alias=AliasChoices("content_type", "fileType", "contentType"),
+        description="The media type the uploader declares; it must be in the allow-list.",
+    )
+    size: Annotated[int, Field(strict=True, gt=0)] = Field(
+        validation_alias=AliasChoices("size", "fileSize"), description="Exact size in bytes."
+    )
+    checksum_sha256: StrictStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("checksum_sha256", "checksumSha256"),
+        description="SHA-256 of the whole file (hex or base64); the store then refuses any "
+        "other body.",
+    )
+    metadata: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict, description="Up to 32 string pairs, 8 KiB in all."
+    )
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, value: str) -> str:
+        return clean_filename(value)
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, value: str) -> str:
+        return clean_content_type(value)
+
+    @field_validator("checksum_sha256")
+    @classmethod
+    def _checksum(cls, value: str | None) -> str | None:
+        return None if value is None else decode_sha256(value).hex()
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_METADATA_ENTRIES:
+            raise ValueError(f"must have at most {MAX_METADATA_ENTRIES} entries")
+        for key in value:
+            if not 1 <= len(key) <= 128:
+                raise ValueError("keys must be 1 to 128 characters")
+        if len(json.dumps(value).encode()) > MAX_METADATA_BYTES:
+            raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+        return value
+
+
+class UploadTicket(BaseModel):
+    """Where and how to send the bytes: make exactly this request before ``expires_at``."""
+
+    id: uuid.UUID
+    key: str
+    bucket: str
+    status: FileStatus
+    method: Literal["PUT"]
+    url: str
+    headers: dict[str, str] = Field(
+        description="Send these headers exactly as given: they are signed into the URL."
+    )
+    expires_at: datetime

@@ -1,0 +1,201 @@
+"""Rules for starting an upload and for confirming it against what the store really holds."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bigupload import clock
+from bigupload.config import Settings
+from bigupload.errors import (
+    AppError,
+    Conflict,
+    PayloadTooLarge,
+    StorageFailure,
+    StorageUnavailable,
+    UnsupportedMediaType,
+)
+from bigupload.files import repository
+from bigupload.files.models import FileRecord
+from bigupload.files.status import READABLE, FileStatus
+from bigupload.storage.base import Storage, StorageError, StorageUnreachable, StoredObject
+from bigupload.uploads.schemas import CreateUpload, UploadTicket
+
+log = logging.getLogger("bigupload.uploads")
+
+
+def object_key(owner: str, file_id: uuid.UUID) -> str:
+    """Keys come from the server, never from the filename."""
+    now = clock.now()
+    return f"uploads/{owner}/{now:%Y}/{now:%m}/{file_id}"
+
+
+def check_limits(request: CreateUpload, settings: Settings) -> None:
+    if not settings.content_type_allowed(request.content_type):
+        raise UnsupportedMediaType(
+            f"files of type {request.content_type!r} are not accepted",
+            details={"allowed": list(settings.allowed_content_types)},
+        )
+    if request.size > settings.max_file_size:
+        raise PayloadTooLarge(
+            f"the file is larger than the {settings.max_file_size}-byte limit",
+            details={"max_size": settings.max_file_size},
+        )
+    if request.size > settings.max_single_put_size:
+        raise PayloadTooLarge(
+            f"a single upload can hold at most {settings.max_single_put_size} bytes",
+            details={"max_single_put_size": settings.max_single_put_size},
+        )
+
+
+async def create_upload(
+    session: AsyncSession,
+    owner: str,
+    request: CreateUpload,
+    storage: Storage,
+    settings: Settings,
+) -> UploadTicket:
+    """Record the file first, then sign its ticket; both land or neither does."""
+    check_limits(request, settings)
+    file_id = uuid.uuid4()
+    now = clock.now()
+    record = FileRecord(
+        id=file_id,
+        owner=owner,
+        bucket=storage.bucket,
+        key=object_key(owner, file_id),
+        filename=request.filename,
+        content_type=request.content_type,
+        size=request.size,
+        checksum_sha256=request.checksum_sha256,
+        status=FileStatus.PENDING.value,
+        user_metadata=request.metadata,
+        created_at=now,
+        updated_at=now,
+    )
+    await repository.insert(session, record)
+    try:
+        ticket = storage.presign_put(
+            record.key,
+            content_type=record.content_type,
+            size=request.size,
+            checksum_sha256=bytes.fromhex(request.checksum_sha256)
+            if request.checksum_sha256
+            else None,
+            expires_in=settings.url_expiry_seconds,
+        )
+    except StorageUnreachable as exc:
+        raise StorageUnavailable(str(exc)) from exc
+    return UploadTicket(
+        id=record.id,
+        key=record.key,
+        bucket=record.bucket,
+        status=FileStatus.PENDING,
+        method="PUT",
+        url=ticket.url,
+        headers=ticket.headers,
+        expires_at=ticket.expires_at,
+    )
+
+
+async def _stored(storage: Storage, record: FileRecord) -> StoredObject | None:
+    try:
+        return await storage.stat(record.key, with_checksum=record.checksum_sha256 is not None)
+    except StorageUnreachable as exc:
+        raise StorageUnavailable() from exc
+    except StorageError as exc:
+        raise StorageFailure(f"the store could not describe the object: {exc}") from exc
+
+
+async def _stored_checksum(storage: Storage, stored: StoredObject) -> str:
+    if stored.checksum_sha256:
+        return stored.checksum_sha256
+    try:
+        return (await storage.sha256(stored.key)).hex()
+    except StorageUnreachable as exc:
+        raise StorageUnavailable() from exc
+    except StorageError as exc:
+        raise StorageFailure(f"the store could not read the object: {exc}") from exc
+
+
+def _settled(record: FileRecord) -> FileRecord:
+    """Answer a file that is past ``pending``: itself if whole, else the reason it is not."""
+    status = FileStatus(record.status)
+    if status in READABLE:
+        return record
+    code = {FileStatus.FAILED: "upload_failed", FileStatus.EXPIRED: "upload_expired"}.get(
+        status, "upload_aborted"
+    )
+    raise Conflict(
+        f"the upload is {status.value}" + (f": {record.error}" if record.error else ""),
+        code=code,
+        details={"status": status.value, "error": record.error},
+    )
+
+
+async def _fail(
+    session: AsyncSession, record: FileRecord, code: str, reason: str, details: object
+) -> AppError:
+    if await repository.transition(
+        session, record, FileStatus.PENDING, FileStatus.FAILED, reason=reason, error=reason
+    ):
+        await session.commit()
+        log.warning("upload %s failed verification: %s", record.id, reason)
+        return AppError(reason, code=code, status=422, details=details)
+    await repository.refresh(session, record)
+    _settled(record)
+    return AppError(reason, code=code, status=422, details=details)
+
+
+async def complete_upload(
+    session: AsyncSession, record: FileRecord, storage: Storage
+) -> FileRecord:
+    """Confirm the upload against the store: present, of the declared size and checksum.
+
+    Idempotent: a confirmed file answers as it is. Of two racing calls one records the change
+    and the other answers the same file. The registry is not held while the store is asked.
+    """
+    if FileStatus(record.status) != FileStatus.PENDING:
+        return _settled(record)
+    await session.commit()
+
+    stored = await _stored(storage, record)
+    if stored is None:
+        raise Conflict(
+            "nothing has been uploaded for this file yet: PUT the bytes to the upload URL first",
+            code="upload_incomplete",
+        )
+    if record.size is not None and stored.size != record.size:
+        raise await _fail(
+            session,
+            record,
+            "size_mismatch",
+            f"the store holds {stored.size} bytes, {record.size} were declared",
+            {"declared": record.size, "stored": stored.size},
+        )
+    if record.checksum_sha256:
+        actual = await _stored_checksum(storage, stored)
+        if actual != record.checksum_sha256:
+            raise await _fail(
+                session,
+                record,
+                "checksum_mismatch",
+                "the stored bytes' SHA-256 differs from the declared checksum",
+                {"declared": record.checksum_sha256, "stored": actual},
+            )
+    moved = await repository.transition(
+        session,
+        record,
+        FileStatus.PENDING,
+        FileStatus.UPLOADED,
+        stored_size=stored.size,
+        etag=stored.etag,
+        uploaded_at=clock.now(),
+    )
+    if not moved:
+        await repository.refresh(session, record)
+        return _settled(record)
+    log.info("upload %s confirmed: %d bytes key=%s", record.id, stored.size, record.key)
+    return record
