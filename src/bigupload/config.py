@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import secrets
 from functools import cached_property
@@ -158,6 +160,8 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 literal needs brackets in a URL
         return f"http://{host}:{self.port}"
 
     @cached_property
@@ -167,18 +171,37 @@ class Settings(BaseSettings):
             return self.secret_key
         path = self.data_dir / "secret.key"
         try:
-            return path.read_text().strip()
+            return _read_secret(path)
         except FileNotFoundError:
             pass
         self.data_dir.mkdir(parents=True, exist_ok=True)
         secret = secrets.token_urlsafe(48)
+        # Written in full to a private (0600 from its creation) temporary file, then linked into
+        # place: the secret is never readable by others, and a concurrent start never reads a
+        # half-written file. If another process won the race, its secret is the one.
+        tmp = self.data_dir / f".secret.key.{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with path.open("x") as handle:
-                path.chmod(0o600)
+            with os.fdopen(fd, "w") as handle:
                 handle.write(secret)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return _read_secret(path)
+            except OSError:
+                # No hard links on this file system: create the file in place, still 0600.
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:
+                    return _read_secret(path)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secret)
             return secret
-        except FileExistsError:
-            return path.read_text().strip()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
     def content_type_allowed(self, content_type: str) -> bool:
         base = content_type.split(";", 1)[0].strip().lower()
@@ -189,6 +212,15 @@ class Settings(BaseSettings):
         return False
 
 
+def _read_secret(path: Path) -> str:
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise ConfigError(
+            f"invalid configuration: {path} holds no usable secret; delete it to make a new one"
+        )
+    return secret
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build the settings, turning any validation problem into one readable :class:`ConfigError`."""
     try:
@@ -197,7 +229,7 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
-            name = f"BIGUPLOAD_{field.upper()}" if field else "configuration"
             message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"{name}: {message}")
+            # A model-level error has no field and names its variables in its message.
+            problems.append(f"BIGUPLOAD_{field.upper()}: {message}" if field else message)
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

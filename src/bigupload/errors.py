@@ -167,6 +167,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
             f"an unexpected error occurred (request id {_request_id(request)})",
         ),
         status_code=500,
+        # Sent from outside the request-log middleware, so the id header is added here.
+        headers={"X-Request-ID": _request_id(request)},
     )
 
 

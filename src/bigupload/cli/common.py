@@ -29,9 +29,15 @@ def settings_or_exit(**overrides: object) -> Settings:
         fail(str(exc), code=2)
 
 
+def first_line(exc: BaseException) -> str:
+    """One line about ``exc`` (its driver error, if wrapped), even when its message is empty."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
 def _database_problem(exc: Exception) -> str:
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    return f"cannot use the database: {detail}"
+    return f"cannot use the database: {first_line(exc)}"
 
 
 async def prepared_engine(settings: Settings) -> AsyncEngine:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import typer
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bigupload import migrate
-from bigupload.cli.common import fail, prepared_engine, settings_or_exit
+from bigupload.cli.common import fail, first_line, prepared_engine, settings_or_exit
 from bigupload.db import create_engine
 
 app = typer.Typer(help="Manage the registry's schema.", no_args_is_help=True)
@@ -29,7 +31,7 @@ def upgrade() -> None:
     try:
         revision = asyncio.run(run())
     except (OperationalError, DBAPIError, OSError) as exc:
-        fail(f"cannot migrate the database: {str(getattr(exc, 'orig', exc)).splitlines()[0]}")
+        fail(f"cannot migrate the database: {first_line(exc)}")
     typer.echo(f"database at revision {revision}")
 
 
@@ -39,6 +41,8 @@ def current() -> None:
     settings = settings_or_exit()
 
     async def run() -> str | None:
+        if _missing_sqlite_file(settings.effective_database_url):
+            return None  # nothing to read, and reading must not create the file
         engine = create_engine(settings.effective_database_url)
         try:
             return await migrate.current_revision(engine)
@@ -48,5 +52,14 @@ def current() -> None:
     try:
         revision = asyncio.run(run())
     except (OperationalError, DBAPIError, OSError) as exc:
-        fail(f"cannot read the database: {str(getattr(exc, 'orig', exc)).splitlines()[0]}")
+        fail(f"cannot read the database: {first_line(exc)}")
     typer.echo(f"current: {revision or 'none'}; newest: {migrate.head_revision()}")
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or "uri" in parsed.query:
+        return False
+    if parsed.database in (None, "", ":memory:"):
+        return False
+    return not Path(parsed.database).exists()

@@ -11,8 +11,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bigupload.app import create_app
 from bigupload.auth import repository
-from bigupload.cli.common import fail, prepared_engine, settings_or_exit
-from bigupload.config import Settings
+from bigupload.cli.common import fail, first_line, prepared_engine, settings_or_exit
+from bigupload.config import ConfigError, Settings
 from bigupload.db import create_sessionmaker
 from bigupload.logs import configure_logging
 
@@ -42,8 +42,13 @@ def serve(
     try:
         admin_key = asyncio.run(_prepare(settings))
     except (OperationalError, DBAPIError, OSError) as exc:
-        fail(f"cannot use the database: {str(getattr(exc, 'orig', exc)).splitlines()[0]}")
-    app = create_app(settings)
+        fail(f"cannot use the database: {first_line(exc)}")
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    except OSError as exc:
+        fail(f"cannot use the data directory {settings.data_dir}: {first_line(exc)}")
     url = settings.effective_public_url
     typer.echo(f"bigupload {settings.storage} store, registry {_safe_db(settings)}", err=True)
     if admin_key:

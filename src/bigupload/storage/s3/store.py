@@ -189,7 +189,10 @@ class S3Storage:
                 body.close()
             return hasher.digest()
 
-        return await self._call(digest, Key=key)
+        try:
+            return await self._call(digest)
+        except ObjectNotFound:
+            raise ObjectNotFound(key) from None
 
     async def delete(self, key: str) -> None:
         validate_key(key)

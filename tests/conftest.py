@@ -1,0 +1,192 @@
+"""Shared fixtures: real databases (SQLite, PostgreSQL), real stores (local, S3 over HTTP), the app.
+
+The API suite runs once per database: every test that uses ``app`` (or ``client``) runs on SQLite
+and on a throwaway PostgreSQL server. The schema is always built by the migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from bigupload import migrate
+from bigupload.app import create_app
+from bigupload.auth import repository as keys
+from bigupload.config import Settings, load_settings
+from bigupload.db import create_engine
+from bigupload.storage.base import Storage
+from bigupload.storage.local import LocalStorage
+from bigupload.storage.s3 import S3Storage, build_client
+from tests.support.moto import MotoServer, s3_client
+
+SECRET = "test-secret-" + "x" * 40
+TEST_BASE_URL = "http://testserver"
+
+# boto3 reads credentials from the environment: give it fake ones, never a developer's real ones.
+os.environ["AWS_ACCESS_KEY_ID"] = "test"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "test"  # noqa: S105
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_SESSION_TOKEN", None)
+for _name in list(os.environ):
+    if _name.startswith("BIGUPLOAD_"):
+        del os.environ[_name]
+
+
+# -- servers (one per session) -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    from tests.support.postgres import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def strict_s3() -> Iterator[Any]:
+    """LocalStack: the local S3 server that enforces what AWS enforces on presigned URLs."""
+    from tests.support.localstack import LocalStackServer
+
+    with LocalStackServer() as server:
+        yield server
+
+
+# -- databases ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
+    server = request.getfixturevalue("postgres_server")
+    url: str = server.create_database("t_" + uuid.uuid4().hex[:16])
+    return url
+
+
+# -- stores -----------------------------------------------------------------------------------
+
+
+def make_bucket(client: Any) -> str:
+    name = "bu-" + uuid.uuid4().hex[:20]
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "store", public_url=TEST_BASE_URL, secret=SECRET)
+
+
+@pytest.fixture
+def moto_store(moto_server: MotoServer) -> S3Storage:
+    client = build_client(endpoint_url=moto_server.endpoint_url, region="us-east-1")
+    return S3Storage(client, make_bucket(s3_client(moto_server.endpoint_url)))
+
+
+@pytest.fixture
+def strict_store(strict_s3: Any) -> S3Storage:
+    client = build_client(endpoint_url=strict_s3.endpoint_url, region="us-east-1")
+    return S3Storage(client, make_bucket(s3_client(strict_s3.endpoint_url)))
+
+
+# -- the app ----------------------------------------------------------------------------------
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "secret_key": SECRET,
+        "public_url": TEST_BASE_URL,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module to change the app's settings."""
+    return {}
+
+
+@pytest.fixture
+def storage(local_store: LocalStorage) -> Storage:
+    """The store behind ``app``; override to run a module against another adapter."""
+    return local_store
+
+
+@pytest.fixture
+async def app(
+    tmp_path: Path, database_url: str, storage: Storage, settings_overrides: dict[str, Any]
+) -> AsyncIterator[FastAPI]:
+    settings = make_settings(tmp_path, database_url, **settings_overrides)
+    engine = create_engine(settings.effective_database_url)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    application = create_app(settings, storage=storage)
+    yield application
+    await application.state.engine.dispose()
+
+
+@dataclass
+class Caller:
+    """An HTTP client that speaks as one API key's owner."""
+
+    http: httpx.AsyncClient
+    key: str
+    owner: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    async def get(self, url: str, **kw: Any) -> httpx.Response:
+        return await self.http.get(url, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    async def post(self, url: str, **kw: Any) -> httpx.Response:
+        return await self.http.post(url, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    async def put(self, url: str, **kw: Any) -> httpx.Response:
+        return await self.http.put(url, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    async def delete(self, url: str, **kw: Any) -> httpx.Response:
+        return await self.http.delete(url, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+
+async def make_key(app: FastAPI, name: str, owner: str | None = None) -> str:
+    async with app.state.sessionmaker() as session, session.begin():
+        _, clear = await keys.create(session, name, owner or name)
+    return clear
+
+
+@pytest.fixture
+async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE_URL) as client:
+        yield client
+
+
+@pytest.fixture
+async def alice(app: FastAPI, http: httpx.AsyncClient) -> Caller:
+    return Caller(http, await make_key(app, "alice"), "alice")
+
+
+@pytest.fixture
+async def bob(app: FastAPI, http: httpx.AsyncClient) -> Caller:
+    return Caller(http, await make_key(app, "bob"), "bob")
