@@ -32,7 +32,7 @@ TEST_BASE_URL = "http://testserver"
 
 # boto3 reads credentials from the environment: give it fake ones, never a developer's real ones.
 os.environ["AWS_ACCESS_KEY_ID"] = "test"
-os.environ["AWS_SECRET_ACCESS_KEY"] = "test"  # noqa: S105
+os.environ["AWS_SECRET_ACCESS_KEY"] = "test"
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_SESSION_TOKEN", None)

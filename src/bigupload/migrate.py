@@ -22,12 +22,12 @@ def alembic_config() -> Config:
     return config
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+def _run(connection: Connection, direction: str, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
-    command.upgrade(config, revision)
+    getattr(command, direction)(config, revision)
 
 
 def _current(connection: Connection) -> str | None:
@@ -36,7 +36,7 @@ def _current(connection: Connection) -> str | None:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, revision)
+        await connection.run_sync(_run, "upgrade", revision)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -48,6 +48,6 @@ def s3_client(endpoint_url: str) -> Any:
         endpoint_url=endpoint_url,
         region_name="us-east-1",
         aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106
+        aws_secret_access_key="test",
         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
     )
