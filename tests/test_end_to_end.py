@@ -144,3 +144,26 @@ def test_the_store_refuses_a_tampered_url_and_nothing_lands(
         done = api.post(f"/api/v1/uploads/{ticket['id']}/complete")
         assert done.status_code == 409
         assert done.json()["error"]["code"] == "upload_incomplete"
+
+
+@pytest.mark.parametrize(
+    "service", ["local", pytest.param("s3-strict", marks=pytest.mark.strict_s3)], indirect=True
+)
+def test_a_replayed_url_cannot_replace_the_stored_file(service: tuple[str, str]) -> None:
+    base, api_key = service
+    data, other = b"first" * 1000, b"other" * 1000
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {api_key}"}) as api:
+        ticket = api.post(
+            "/api/v1/uploads",
+            json={
+                "filename": "r.bin",
+                "content_type": "application/octet-stream",
+                "size": len(data),
+            },
+        ).json()
+        assert httpx.put(ticket["url"], headers=ticket["headers"], content=data).status_code == 200
+        assert api.post(f"/api/v1/uploads/{ticket['id']}/complete").status_code == 200
+        replay = httpx.put(ticket["url"], headers=ticket["headers"], content=other)
+        assert replay.status_code == 412
+        link = api.get(f"/api/v1/files/{ticket['id']}/download").json()
+        assert httpx.get(link["url"]).content == data

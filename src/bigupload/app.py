@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from bigupload import __version__
+from bigupload.body_limit import BodyLimitMiddleware
 from bigupload.config import Settings, load_settings
 from bigupload.db import create_engine, create_sessionmaker
 from bigupload.errors import install_error_handlers
@@ -18,6 +19,10 @@ from bigupload.storage.base import Storage
 from bigupload.storage.factory import build_storage
 from bigupload.storage.local.endpoints import router as local_store_router
 from bigupload.uploads.endpoints import router as uploads_router
+
+#: JSON bodies of the API are small (an upload request is under 9 KiB even with full metadata);
+#: the bytes of files never come this way.
+API_MAX_BODY_SIZE = 64 * 1024
 
 DESCRIPTION = """
 Upload very large files straight into S3-compatible storage through pre-signed URLs.
@@ -54,6 +59,7 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.state.storage = storage if storage is not None else build_storage(settings)
 
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_size=API_MAX_BODY_SIZE, path_prefix="/api/")
     app.add_middleware(RequestLogMiddleware)
 
     api = APIRouter(prefix="/api/v1")

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    s3_conditional_writes: bool = True
 
     public_url: str | None = None
     host: str = "127.0.0.1"

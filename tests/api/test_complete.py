@@ -154,3 +154,30 @@ async def test_complete_on_a_file_marked_failed_is_409(alice: Caller) -> None:
     error = response.json()["error"]
     assert error["code"] == "upload_failed"
     assert error["details"] == {"status": "failed", "error": "cancelled"}
+
+
+async def test_a_replayed_upload_url_cannot_replace_a_confirmed_file(
+    alice: Caller, storage: LocalStorage
+) -> None:
+    data = b"original" * 10
+    ticket = await start(alice, data)
+    assert (await send(alice.http, ticket, data)).status_code == 200
+    done = await alice.post(f"/api/v1/uploads/{ticket['id']}/complete")
+    assert done.status_code == 200
+    replay = await send(alice.http, ticket, b"replaced" * 10)
+    assert replay.status_code == 412
+    assert replay.json()["error"]["code"] == "object_exists"
+    assert storage.object_path(ticket["key"]).read_bytes() == data
+    link = (await alice.get(f"/api/v1/files/{ticket['id']}/download")).json()
+    assert (await alice.http.get(link["url"])).content == data
+
+
+async def test_an_upload_without_the_signed_precondition_is_refused(
+    alice: Caller, storage: LocalStorage
+) -> None:
+    ticket = await start(alice, b"abc")
+    headers = {k: v for k, v in ticket["headers"].items() if k != "If-None-Match"}
+    response = await alice.http.put(ticket["url"], content=b"abc", headers=headers)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "precondition_header_missing"
+    assert await storage.stat(ticket["key"]) is None

@@ -42,7 +42,7 @@ async def test_ticket_has_the_seed_fields_and_a_signed_put(alice: Caller) -> Non
     }
     assert ticket["status"] == "pending"
     assert ticket["method"] == "PUT"
-    assert ticket["headers"] == {"Content-Type": "video/mp4"}
+    assert ticket["headers"] == {"Content-Type": "video/mp4", "If-None-Match": "*"}
     assert response.headers["location"] == f"/api/v1/files/{ticket['id']}"
     expires = datetime.fromisoformat(ticket["expires_at"])
     assert before + timedelta(seconds=890) < expires < before + timedelta(seconds=910)
@@ -236,3 +236,24 @@ async def test_the_signed_url_refuses_a_body_of_another_size(alice: Caller) -> N
     done = await alice.post(f"/api/v1/uploads/{ticket['id']}/complete")
     assert done.status_code == 409
     assert done.json()["error"]["code"] == "upload_incomplete"
+
+
+async def test_a_huge_json_body_is_413_without_being_read(alice: Caller) -> None:
+    body = upload_request(b"x", metadata={"a": "v" * 200_000})
+    response = await alice.post("/api/v1/uploads", json=body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert await count_files(alice) == 0
+
+
+async def test_a_huge_chunked_json_body_is_413(alice: Caller) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(100):
+            yield b" " * 4096
+
+    response = await alice.post(
+        "/api/v1/uploads", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert await count_files(alice) == 0

@@ -16,7 +16,9 @@ def build_storage(settings: Settings) -> Storage:
             region=settings.s3_region,
             addressing_style=settings.s3_addressing_style,
         )
-        return S3Storage(client, settings.s3_bucket)
+        return S3Storage(
+            client, settings.s3_bucket, conditional_writes=settings.s3_conditional_writes
+        )
     from bigupload.storage.local import LocalStorage
 
     return LocalStorage(

@@ -47,6 +47,12 @@ async def put_object(key: str, token: Token, request: Request) -> Response:
         grant = store.signer.verify_put(token, key)
     except (TokenExpired, TokenInvalid) as exc:
         raise _denied(exc) from None
+    if request.headers.get("if-none-match") != "*":
+        raise AppError(
+            "If-None-Match: * must be sent, as signed into the URL",
+            code="precondition_header_missing",
+            status=403,
+        )
     checksum = request.headers.get("x-amz-checksum-sha256")
     if checksum != grant.checksum_sha256:
         raise AppError(

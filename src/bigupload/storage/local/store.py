@@ -7,7 +7,9 @@ Layout under ``root``::
     tmp/                   uploads in flight; an upload becomes visible only by rename
 
 A PUT streams into ``tmp/``, is checked against what its URL allows (length, type, checksum)
-and is then renamed into place, so a refused or interrupted upload leaves nothing behind.
+and is then linked into place, so a refused or interrupted upload leaves nothing behind. As
+with S3's ``If-None-Match: *``, an upload never replaces a stored object: a replayed URL is
+refused with 412.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class LocalStorage:
         expires_at = _expiry(expires_in)
         checksum = base64.b64encode(checksum_sha256).decode() if checksum_sha256 else None
         token = self.signer.sign_put(PutGrant(key, content_type, size, checksum), expires_at)
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, "If-None-Match": "*"}
         if checksum:
             headers["x-amz-checksum-sha256"] = checksum
         return PresignedRequest("PUT", self._url(key, token), expires_at, headers)
@@ -137,6 +139,8 @@ class LocalStorage:
             )
         target = path_for(self.objects, grant.key)
         meta_path = path_for(self.meta, grant.key, ".json")
+        if await anyio.to_thread.run_sync(target.exists):
+            raise _already_stored()
         tmp_path = self.tmp / uuid.uuid4().hex
         handle = await anyio.to_thread.run_sync(tmp_path.open, "xb")
         sink = _Sink(handle)
@@ -188,6 +192,12 @@ class LocalStorage:
         handle.flush()
         os.fsync(handle.fileno())
         handle.close()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(tmp_path, target)  # atomic, and refuses to replace: the first upload wins
+        except FileExistsError:
+            raise _already_stored() from None
+        tmp_path.unlink()
         meta = {
             "size": obj.size,
             "etag": obj.etag,
@@ -195,12 +205,10 @@ class LocalStorage:
             "sha256": obj.checksum_sha256,
             "last_modified": obj.last_modified.isoformat() if obj.last_modified else None,
         }
-        target.parent.mkdir(parents=True, exist_ok=True)
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         meta_tmp = self.tmp / (uuid.uuid4().hex + ".json")
         meta_tmp.write_text(json.dumps(meta))
         os.replace(meta_tmp, meta_path)
-        os.replace(tmp_path, target)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -274,6 +282,14 @@ class LocalStorage:
 
     async def close(self) -> None:
         return None
+
+
+def _already_stored() -> UploadRejected:
+    return UploadRejected(
+        412,
+        "object_exists",
+        "an object is already stored under this key: an upload URL stores one object, once",
+    )
 
 
 def _expiry(expires_in: int) -> datetime:

@@ -3,6 +3,9 @@
 One client per process, built by :func:`build_client` and injected. Signing is local CPU work
 and runs inline; every network call runs in a worker thread, never on the event loop.
 
+Upload URLs sign ``Content-Type``, ``Content-Length``, the checksum when declared, and
+``If-None-Match: *``: the store refuses another body, and refuses a replay once an object exists.
+
 Permissions the credentials need on the bucket (IAM actions): ``s3:PutObject``,
 ``s3:GetObject``, ``s3:DeleteObject`` and ``s3:ListBucket`` (a HEAD of a missing key answers 404
 rather than 403 only with ListBucket). Objects live under ``uploads/<owner>/<yyyy>/<mm>/<uuid>``.
@@ -94,9 +97,12 @@ def _hex_from_b64(value: str | None) -> str | None:
 class S3Storage:
     kind = "s3"
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, *, conditional_writes: bool = True) -> None:
         self.client = client
         self.bucket = bucket
+        #: Sign ``If-None-Match: *`` into upload URLs, so a replayed URL cannot replace an
+        #: object once stored. Turn off only for stores without conditional writes.
+        self.conditional_writes = conditional_writes
 
     # -- signing (local CPU) ---------------------------------------------------------------
 
@@ -125,6 +131,9 @@ class S3Storage:
             checksum = base64.b64encode(checksum_sha256).decode()
             params["ChecksumSHA256"] = checksum
             headers["x-amz-checksum-sha256"] = checksum
+        if self.conditional_writes:
+            params["IfNoneMatch"] = "*"
+            headers["If-None-Match"] = "*"
         expires_at = clock.now().replace(microsecond=0) + timedelta(seconds=expires_in)
         url = self._presign("put_object", params, expires_in)
         return PresignedRequest("PUT", url, expires_at, headers)
