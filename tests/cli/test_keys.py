@@ -1,0 +1,311 @@
+"""``bigupload keys``, run as a real process on a fresh data directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bigupload.app import create_app
+from bigupload.auth import repository
+from bigupload.config import load_settings
+from bigupload.db import create_engine, create_sessionmaker
+
+BIGUPLOAD = Path(sys.executable).with_name("bigupload")
+TIMEOUT = 60
+KEY_RE = re.compile(r"^bu_[A-Za-z0-9_-]{43}$")
+ANY_KEY_RE = re.compile(r"bu_[A-Za-z0-9_-]{43}")
+
+INVALID_CONFIGURATIONS = [
+    ("BIGUPLOAD_MAX_FILE_SIZE", "-3", "BIGUPLOAD_MAX_FILE_SIZE"),
+    ("BIGUPLOAD_STORAGE", "ftp", "BIGUPLOAD_STORAGE"),
+    ("BIGUPLOAD_STORAGE", "s3", "BIGUPLOAD_S3_BUCKET"),
+    ("BIGUPLOAD_SECRET_KEY", "changeme", "BIGUPLOAD_SECRET_KEY"),
+    ("BIGUPLOAD_ALLOWED_CONTENT_TYPES", "notatype", "BIGUPLOAD_ALLOWED_CONTENT_TYPES"),
+    ("BIGUPLOAD_DATABASE_URL", "mysql://x", "BIGUPLOAD_DATABASE_URL"),
+    ("BIGUPLOAD_PORT", "abc", "BIGUPLOAD_PORT"),
+]
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def out_lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+    @property
+    def err_lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+
+def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BIGUPLOAD_") and k not in ("FORCE_COLOR", "COLUMNS")
+    }
+    env["BIGUPLOAD_DATA_DIR"] = str(data_dir)
+    env.update(extra)
+    return env
+
+
+def bigupload(data_dir: Path, *args: str, **extra_env: str) -> Result:
+    """Run the command in its own process, from the data directory's parent (no stray .env)."""
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [str(BIGUPLOAD), *args],
+        env=clean_env(data_dir, **extra_env),
+        cwd=data_dir.parent,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def run_many(commands: dict[str, tuple[Path, list[str], dict[str, str]]]) -> dict[str, Result]:
+    """Run independent commands side by side; each is still one bounded process of its own."""
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        futures = {
+            name: pool.submit(bigupload, data_dir, *args, **env)
+            for name, (data_dir, args, env) in commands.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def created_key(data_dir: Path, name: str, *args: str) -> str:
+    result = bigupload(data_dir, "keys", "create", name, *args)
+    assert result.code == 0, result.stderr
+    assert len(result.out_lines) == 1, result.stdout
+    key = result.out_lines[0]
+    assert KEY_RE.match(key), key
+    return key
+
+
+def assert_one_line_error(result: Result, code: int, starts: str = "bigupload: ") -> str:
+    assert result.code == code, (result.code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert len(result.err_lines) == 1, result.stderr
+    assert result.err_lines[0].startswith(starts), result.stderr
+    assert not ANY_KEY_RE.search(result.stdout + result.stderr)
+    return result.err_lines[0]
+
+
+async def call_api(data_dir: Path, key: str) -> httpx.Response:
+    """``GET /api/v1/files`` with ``key`` on an in-process app over the same data directory."""
+    app = create_app(load_settings(data_dir=data_dir, _env_file=None))
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            return await http.get("/api/v1/files", headers={"Authorization": f"Bearer {key}"})
+    finally:
+        await app.state.engine.dispose()
+
+
+async def bystander_key(data_dir: Path, name: str) -> str:
+    """A second key, made in-process (processes are slow), to see revocation is targeted."""
+    settings = load_settings(data_dir=data_dir, _env_file=None)
+    engine = create_engine(settings.effective_database_url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            _, clear = await repository.create(session, name, name)
+    finally:
+        await engine.dispose()
+    return clear
+
+
+def database_bytes(data_dir: Path) -> bytes:
+    files = sorted(data_dir.glob("bigupload.db*"))
+    assert files, f"no database in {data_dir}"
+    return b"".join(path.read_bytes() for path in files)
+
+
+@dataclass
+class Registry:
+    data_dir: Path
+    alice: Result
+    bob: str
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """One data directory with ``alice`` (owner alice) and ``bob`` (owner team), made by the CLI."""
+    data_dir = tmp_path_factory.mktemp("keys") / "data"
+    alice = bigupload(data_dir, "keys", "create", "alice")
+    return Registry(data_dir, alice, created_key(data_dir, "bob", "--owner", "team"))
+
+
+# -- create ---------------------------------------------------------------------------------------
+
+
+def test_create_prints_the_key_alone_on_stdout(registry: Registry) -> None:
+    assert registry.alice.code == 0, registry.alice.stderr
+    assert registry.alice.stdout.endswith("\n")
+    assert len(registry.alice.out_lines) == 1
+    assert KEY_RE.match(registry.alice.out_lines[0]), registry.alice.stdout
+    assert "Traceback" not in registry.alice.stderr
+
+
+def test_two_keys_differ(registry: Registry) -> None:
+    assert registry.alice.stdout.strip() != registry.bob
+
+
+async def test_the_created_key_works_against_the_api(registry: Registry) -> None:
+    for key in (registry.alice.stdout.strip(), registry.bob):
+        response = await call_api(registry.data_dir, key)
+        assert response.status_code == 200, response.text
+        assert response.json()["items"] == []
+
+
+async def test_a_key_that_was_not_created_is_refused(registry: Registry) -> None:
+    forged = "bu_" + "A" * 43
+    response = await call_api(registry.data_dir, forged)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_the_key_is_not_stored_in_clear(registry: Registry) -> None:
+    stored = database_bytes(registry.data_dir)
+    for key in (registry.alice.stdout.strip(), registry.bob):
+        assert key.encode() not in stored
+        assert key[3:].encode() not in stored
+        # The row is there, by its digest: the search above looked in the right place.
+        assert hashlib.sha256(key.encode()).hexdigest().encode() in stored
+
+
+def test_creating_the_same_name_twice_fails(registry: Registry) -> None:
+    again = bigupload(registry.data_dir, "keys", "create", "alice")
+    line = assert_one_line_error(again, 1)
+    assert "alice" in line
+    assert again.stdout == ""
+
+
+INVALID_NAMES = {
+    "space": ["--", "bad name"],
+    "path": ["--", "../etc"],
+    "leading-dash": ["--", "-x"],
+    "too-long": ["--", "x" * 65],
+    "owner-path": ["--owner", "o/../x", "--", "good"],
+}
+
+
+@pytest.fixture(scope="module")
+def invalid_name_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
+    """Every invalid name tried at once, each on its own data directory (processes are slow)."""
+    root = tmp_path_factory.mktemp("names")
+    return run_many(
+        {
+            case: (root / case / "data", ["keys", "create", *args], {})
+            for case, args in INVALID_NAMES.items()
+        }
+    )
+
+
+@pytest.mark.parametrize("case", INVALID_NAMES)
+def test_invalid_names_fail_with_exit_2(invalid_name_results: dict[str, Result], case: str) -> None:
+    result = invalid_name_results[case]
+    line = assert_one_line_error(result, 2)
+    assert "name" in line or "owner" in line
+    assert result.stdout == ""
+
+
+# -- list -----------------------------------------------------------------------------------------
+
+
+def test_list_shows_names_owners_and_prefixes_never_keys(registry: Registry) -> None:
+    result = bigupload(registry.data_dir, "keys", "list")
+    assert result.code == 0, result.stderr
+    rows = {
+        line.split()[1]: line
+        for line in result.out_lines
+        if len(line.split()) > 1 and line.split()[1] in ("alice", "bob")
+    }
+    assert set(rows) == {"alice", "bob"}
+    alice_key = registry.alice.stdout.strip()
+    assert re.search(r"\balice\b.*\balice\b", rows["alice"])
+    assert "team" in rows["bob"]
+    assert alice_key[:10] in rows["alice"]
+    assert registry.bob[:10] in rows["bob"]
+    output = result.stdout + result.stderr
+    for key in (alice_key, registry.bob):
+        # Not the key, nor any run of its secret part beyond the displayed prefix.
+        assert key not in output
+        assert key[10:20] not in output
+        assert key[-10:] not in output
+
+
+# -- revoke ---------------------------------------------------------------------------------------
+
+
+async def test_revoke_stops_the_key_at_once(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    alice = created_key(data_dir, "alice")
+    bob = await bystander_key(data_dir, "bob")
+    assert (await call_api(data_dir, alice)).status_code == 200
+
+    revoked = bigupload(data_dir, "keys", "revoke", "alice")
+    assert revoked.code == 0, revoked.stderr
+    assert "Traceback" not in revoked.stderr
+
+    refused = await call_api(data_dir, alice)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "invalid_api_key"
+    assert (await call_api(data_dir, bob)).status_code == 200
+
+    listing = bigupload(data_dir, "keys", "list")
+    assert listing.code == 0, listing.stderr
+    alice_row = next(line for line in listing.out_lines if " alice " in line)
+    bob_row = next(line for line in listing.out_lines if " bob " in line)
+    date = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}"
+    assert len(re.findall(date, alice_row)) == 2  # created and revoked
+    assert len(re.findall(date, bob_row)) == 1
+
+    again = bigupload(data_dir, "keys", "revoke", "alice")
+    assert "alice" in assert_one_line_error(again, 1)
+
+
+def test_revoking_an_unknown_name_fails(registry: Registry) -> None:
+    result = bigupload(registry.data_dir, "keys", "revoke", "nobody")
+    assert "nobody" in assert_one_line_error(result, 1)
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def invalid_config_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
+    root = tmp_path_factory.mktemp("config")
+    return run_many(
+        {
+            f"{variable}={value}": (root / str(i) / "data", ["keys", "list"], {variable: value})
+            for i, (variable, value, _) in enumerate(INVALID_CONFIGURATIONS)
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    INVALID_CONFIGURATIONS,
+    ids=[f"{c[0]}={c[1]}" for c in INVALID_CONFIGURATIONS],
+)
+def test_keys_list_refuses_an_invalid_configuration(
+    invalid_config_results: dict[str, Result], variable: str, value: str, named: str
+) -> None:
+    result = invalid_config_results[f"{variable}={value}"]
+    line = assert_one_line_error(result, 2, "bigupload: invalid configuration:")
+    assert named in line
+    assert result.stdout == ""
