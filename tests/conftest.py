@@ -63,7 +63,7 @@ def strict_s3() -> Iterator[Any]:
     """LocalStack: the local S3 server that enforces what AWS enforces on presigned URLs."""
     from tests.support.localstack import LocalStackServer
 
-    with LocalStackServer() as server:
+    with LocalStackServer(stop_timeout=3) as server:  # its data is throwaway
         yield server
 
 

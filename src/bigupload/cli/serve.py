@@ -6,10 +6,8 @@ import asyncio
 from typing import Annotated
 
 import typer
-import uvicorn
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from bigupload.app import create_app
 from bigupload.auth import repository
 from bigupload.cli.common import fail, first_line, prepared_engine, settings_or_exit
 from bigupload.config import ConfigError, Settings
@@ -37,6 +35,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
 ) -> None:
     """Start the service (migrating the registry first)."""
+    import uvicorn  # the web stack loads only for the command that serves
+
+    from bigupload.app import create_app
+
     settings = settings_or_exit(host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
     try:
