@@ -114,6 +114,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "database_url": database_url,
         "secret_key": SECRET,
         "public_url": TEST_BASE_URL,
+        "rate_limit": "off",  # tests/api/test_rate_limit.py turns it on
     }
     values.update(overrides)
     return load_settings(**values)

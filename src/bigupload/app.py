@@ -15,6 +15,7 @@ from bigupload.errors import install_error_handlers
 from bigupload.files.endpoints import router as files_router
 from bigupload.health.endpoints import router as health_router
 from bigupload.logs import RequestLogMiddleware
+from bigupload.rate_limit import RateLimiter
 from bigupload.storage.base import Storage
 from bigupload.storage.factory import build_storage
 from bigupload.storage.local.endpoints import router as local_store_router
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.state.engine = create_engine(settings.effective_database_url)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     app.state.storage = storage if storage is not None else build_storage(settings)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_size=API_MAX_BODY_SIZE, path_prefix="/api/")

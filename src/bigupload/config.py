@@ -76,8 +76,39 @@ class Settings(BaseSettings):
     max_file_size: Annotated[int, NoDecode] = S3_MAX_OBJECT_SIZE
     max_single_put_size: Annotated[int, NoDecode] = S3_MAX_PUT_SIZE
     allowed_content_types: Annotated[tuple[str, ...], NoDecode] = ("*/*",)
+    rate_limit: str = "100/second;3000/minute"
+    rate_limit_storage: str = "memory://"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip().lower() not in ("", "off"):
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a rate limit such as '100/second;3000/minute' or 'off'"
+                ) from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _rate_limit_storage(cls, value: str) -> str:
+        from limits.errors import ConfigurationError
+        from limits.storage import storage_from_string
+
+        uri = value if value.startswith("async+") else f"async+{value}"
+        try:
+            storage_from_string(uri)
+        except ConfigurationError as exc:
+            raise ValueError(
+                f"{value!r} cannot be used ({exc}); for Redis, install 'bigupload[redis]'"
+            ) from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

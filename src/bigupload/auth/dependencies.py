@@ -36,6 +36,7 @@ async def current_principal(
         raise Unauthenticated("the API key is not valid or was revoked", code="invalid_api_key")
     principal = Principal(owner=key.owner, key_name=key.name)
     request.state.owner = principal.owner
+    await request.app.state.rate_limiter.hit(principal.owner)
     return principal
 
 

@@ -24,6 +24,6 @@ def content_disposition(filename: str, *, inline: bool = False) -> str:
     kind = "inline" if inline else "attachment"
     fallback = _ascii_fallback(filename)
     value = f'{kind}; filename="{fallback}"'
-    if fallback != filename:
+    if filename and fallback != filename:  # an empty filename* would hide "download"
         value += f"; filename*=UTF-8''{quote(filename, safe='')}"
     return value
