@@ -12,7 +12,8 @@ def _ascii_fallback(filename: str) -> str:
     for ch in decomposed:
         if unicodedata.combining(ch):
             continue
-        if ch in '"\\' or ord(ch) < 0x20 or ord(ch) >= 0x7F:
+        # '%' too: some browsers percent-decode the plain filename (RFC 6266, appendix D).
+        if ch in '"\\%' or ord(ch) < 0x20 or ord(ch) >= 0x7F:
             out.append("_")
         else:
             out.append(ch)

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 
-from bigupload.errors import AppError, NotFound
+from bigupload.errors import AppError, NotFound, StorageUnavailable
+from bigupload.storage.base import StorageUnreachable
 from bigupload.storage.disposition import content_disposition
 from bigupload.storage.keys import InvalidKey
 from bigupload.storage.local.store import LocalStorage, UploadRejected
@@ -69,6 +70,8 @@ async def put_object(key: str, token: Token, request: Request) -> Response:
         )
     except UploadRejected as exc:
         raise AppError(exc.message, code=exc.code, status=exc.status) from None
+    except StorageUnreachable as exc:
+        raise StorageUnavailable(str(exc)) from None
     except InvalidKey:
         raise NotFound("no such object") from None
     return Response(status_code=200, headers={"ETag": stored.etag or ""})

@@ -1,10 +1,10 @@
 """The local-disk adapter: objects in a directory, behind URLs that bigupload signs and serves.
 
-Layout under ``root``::
+Layout under ``root`` (``<h>`` is the SHA-256 of the key, see :mod:`.paths`)::
 
-    objects/<key>          the bytes
-    meta/<key>.json        content type, size, SHA-256 and ETag (MD5, as S3 computes it)
-    tmp/                   uploads in flight; an upload becomes visible only by rename
+    objects/<h>            the bytes
+    meta/<h>.json          the key, content type, size, SHA-256 and ETag (MD5, as S3 makes it)
+    tmp/                   uploads in flight; an upload becomes visible only by a link
 
 A PUT streams into ``tmp/``, is checked against what its URL allows (length, type, checksum)
 and is then linked into place, so a refused or interrupted upload leaves nothing behind. As
@@ -125,6 +125,7 @@ class LocalStorage:
         content_length: int | None,
     ) -> StoredObject:
         """Store ``body`` under the grant's key if it is exactly what the grant allows."""
+        self._ensure_root()
         if content_type != grant.content_type:
             raise UploadRejected(
                 403,
@@ -199,6 +200,7 @@ class LocalStorage:
             raise _already_stored() from None
         tmp_path.unlink()
         meta = {
+            "key": obj.key,
             "size": obj.size,
             "etag": obj.etag,
             "content_type": obj.content_type,
