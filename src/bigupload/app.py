@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,10 +17,12 @@ from bigupload.files.endpoints import router as files_router
 from bigupload.health.endpoints import router as health_router
 from bigupload.logs import RequestLogMiddleware
 from bigupload.rate_limit import RateLimiter
-from bigupload.storage.base import Storage
+from bigupload.storage.base import Storage, StorageError
 from bigupload.storage.factory import build_storage
 from bigupload.storage.local.endpoints import router as local_store_router
 from bigupload.uploads.endpoints import router as uploads_router
+
+log = logging.getLogger("bigupload")
 
 #: JSON bodies of the API are small (an upload request is under 9 KiB even with full metadata);
 #: the bytes of files never come this way.
@@ -42,6 +45,10 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await app.state.storage.check()
+        except StorageError as exc:
+            log.warning("the store is not usable yet (%s); /health/ready reports it", exc)
         yield
         await app.state.storage.close()
         await app.state.engine.dispose()

@@ -13,22 +13,26 @@ from bigupload.db import session_scope
 from bigupload.storage.base import Storage
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request, committed when the handler succeeds, rolled back otherwise."""
+    """One session per request, committed when the handler succeeds, rolled back otherwise.
+
+    Function-scoped: the commit happens when the endpoint returns, before the answer is sent,
+    so a client never holds an answer for work that was not committed.
+    """
     async for session in session_scope(request.app.state.sessionmaker):
         yield session
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -40,4 +40,4 @@ async def current_principal(
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
+PrincipalDep = Annotated[Principal, Depends(current_principal, scope="function")]
