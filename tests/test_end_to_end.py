@@ -22,8 +22,9 @@ from bigupload.auth import repository as keys
 from bigupload.config import load_settings
 from bigupload.db import create_engine, create_sessionmaker
 from tests.conftest import SECRET, make_bucket
-from tests.support.live import LiveServer, free_port
+from tests.support.live import LiveServer
 from tests.support.moto import s3_client
+from tests.support.net import free_port
 
 STORES = ["local", "s3-moto", pytest.param("s3-strict", marks=pytest.mark.strict_s3)]
 

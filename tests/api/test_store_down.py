@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 from typing import Any
 
 import pytest
@@ -15,19 +14,13 @@ from bigupload.storage.local import LocalStorage
 from bigupload.storage.s3 import S3Storage, build_client
 from tests.api.helpers import start, uploaded
 from tests.conftest import Caller
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+from tests.support.net import free_port
 
 
 class TestS3Unreachable:
     @pytest.fixture
     def storage(self) -> Storage:
-        client = build_client(endpoint_url=f"http://127.0.0.1:{closed_port()}", region="us-east-1")
+        client = build_client(endpoint_url=f"http://127.0.0.1:{free_port()}", region="us-east-1")
         return S3Storage(client, "nowhere")
 
     async def test_create_still_signs_without_the_network(self, alice: Caller) -> None:
@@ -82,7 +75,7 @@ class TestNoCredentials:
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
         monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
         monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        client = build_client(endpoint_url=f"http://127.0.0.1:{closed_port()}", region="us-east-1")
+        client = build_client(endpoint_url=f"http://127.0.0.1:{free_port()}", region="us-east-1")
         return S3Storage(client, "nowhere")
 
     async def test_create_is_503_and_records_nothing(self, alice: Caller) -> None:

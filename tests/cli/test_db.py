@@ -2,50 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bigupload import migrate
-
-BIGUPLOAD = Path(sys.executable).with_name("bigupload")
-TIMEOUT = 60
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def bigupload(data_dir: Path, *args: str, **extra_env: str) -> Result:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BIGUPLOAD_") and k not in ("FORCE_COLOR", "COLUMNS")
-    }
-    env["BIGUPLOAD_DATA_DIR"] = str(data_dir)
-    env.update(extra_env)
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [str(BIGUPLOAD), *args],
-        env=env,
-        cwd=data_dir.parent,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=TIMEOUT,
-        check=False,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
+from tests.cli.helpers import bigupload
 
 
 def tables(db: Path) -> set[str]:

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,73 +14,10 @@ from bigupload.app import create_app
 from bigupload.auth import repository
 from bigupload.config import load_settings
 from bigupload.db import create_engine, create_sessionmaker
+from tests.cli.helpers import INVALID_CONFIGURATIONS, Result, bigupload, run_many
 
-BIGUPLOAD = Path(sys.executable).with_name("bigupload")
-TIMEOUT = 60
 KEY_RE = re.compile(r"^bu_[A-Za-z0-9_-]{43}$")
 ANY_KEY_RE = re.compile(r"bu_[A-Za-z0-9_-]{43}")
-
-INVALID_CONFIGURATIONS = [
-    ("BIGUPLOAD_MAX_FILE_SIZE", "-3", "BIGUPLOAD_MAX_FILE_SIZE"),
-    ("BIGUPLOAD_STORAGE", "ftp", "BIGUPLOAD_STORAGE"),
-    ("BIGUPLOAD_STORAGE", "s3", "BIGUPLOAD_S3_BUCKET"),
-    ("BIGUPLOAD_SECRET_KEY", "changeme", "BIGUPLOAD_SECRET_KEY"),
-    ("BIGUPLOAD_ALLOWED_CONTENT_TYPES", "notatype", "BIGUPLOAD_ALLOWED_CONTENT_TYPES"),
-    ("BIGUPLOAD_DATABASE_URL", "mysql://x", "BIGUPLOAD_DATABASE_URL"),
-    ("BIGUPLOAD_PORT", "abc", "BIGUPLOAD_PORT"),
-]
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def out_lines(self) -> list[str]:
-        return self.stdout.splitlines()
-
-    @property
-    def err_lines(self) -> list[str]:
-        return self.stderr.splitlines()
-
-
-def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BIGUPLOAD_") and k not in ("FORCE_COLOR", "COLUMNS")
-    }
-    env["BIGUPLOAD_DATA_DIR"] = str(data_dir)
-    env.update(extra)
-    return env
-
-
-def bigupload(data_dir: Path, *args: str, **extra_env: str) -> Result:
-    """Run the command in its own process, from the data directory's parent (no stray .env)."""
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [str(BIGUPLOAD), *args],
-        env=clean_env(data_dir, **extra_env),
-        cwd=data_dir.parent,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=TIMEOUT,
-        check=False,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
-
-
-def run_many(commands: dict[str, tuple[Path, list[str], dict[str, str]]]) -> dict[str, Result]:
-    """Run independent commands side by side; each is still one bounded process of its own."""
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        futures = {
-            name: pool.submit(bigupload, data_dir, *args, **env)
-            for name, (data_dir, args, env) in commands.items()
-        }
-        return {name: future.result() for name, future in futures.items()}
 
 
 def created_key(data_dir: Path, name: str, *args: str) -> str:

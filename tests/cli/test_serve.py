@@ -3,78 +3,30 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-BIGUPLOAD = Path(sys.executable).with_name("bigupload")
-TIMEOUT = 60  # an upper bound against hanging, never a measure of speed
+from tests.cli.helpers import (
+    BIGUPLOAD,
+    INVALID_CONFIGURATIONS,
+    TIMEOUT,
+    Result,
+    bigupload,
+    clean_env,
+    run_many,
+)
+from tests.support.net import free_port
+
 STOP_TIMEOUT = 15
 KEY_RE = re.compile(r"bu_[A-Za-z0-9_-]{43}")
 BANNER_KEY_RE = re.compile(r"^\s+(bu_[A-Za-z0-9_-]{43})\s*$")
-
-INVALID_CONFIGURATIONS = [
-    ("BIGUPLOAD_MAX_FILE_SIZE", "-3", "BIGUPLOAD_MAX_FILE_SIZE"),
-    ("BIGUPLOAD_STORAGE", "ftp", "BIGUPLOAD_STORAGE"),
-    ("BIGUPLOAD_STORAGE", "s3", "BIGUPLOAD_S3_BUCKET"),
-    ("BIGUPLOAD_SECRET_KEY", "changeme", "BIGUPLOAD_SECRET_KEY"),
-    ("BIGUPLOAD_ALLOWED_CONTENT_TYPES", "notatype", "BIGUPLOAD_ALLOWED_CONTENT_TYPES"),
-    ("BIGUPLOAD_DATABASE_URL", "mysql://u:hunter2@x/db", "BIGUPLOAD_DATABASE_URL"),
-    ("BIGUPLOAD_PORT", "abc", "BIGUPLOAD_PORT"),
-]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BIGUPLOAD_") and k not in ("FORCE_COLOR", "COLUMNS")
-    }
-    env["BIGUPLOAD_DATA_DIR"] = str(data_dir)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def run_serve(data_dir: Path, *args: str, **extra_env: str) -> Result:
-    """``serve`` expected to stop by itself; ``subprocess.run`` kills it if it does not."""
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [str(BIGUPLOAD), "serve", *args],
-        env=clean_env(data_dir, **extra_env),
-        cwd=data_dir.parent,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=TIMEOUT,
-        check=False,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
 
 
 class Server:
@@ -288,8 +240,9 @@ def test_serve_second_start_prints_no_new_key(tmp_path: Path, start_server: type
 
 
 def test_serve_on_a_database_it_cannot_open_fails_in_one_line(tmp_path: Path) -> None:
-    result = run_serve(
+    result = bigupload(
         tmp_path / "data",
+        "serve",
         "--port",
         str(free_port()),
         BIGUPLOAD_DATABASE_URL="postgresql+asyncpg://u:hunter2@127.0.0.1:1/x",
@@ -307,15 +260,16 @@ def test_serve_on_a_database_it_cannot_open_fails_in_one_line(tmp_path: Path) ->
 def invalid_config_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     """Every invalid configuration tried at once, each in its own process and data directory."""
     root = tmp_path_factory.mktemp("serve-config")
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        futures = {}
-        for i, (variable, value, _) in enumerate(INVALID_CONFIGURATIONS):
-            # A port that is free, unless the port itself is the case under test.
-            args = [] if variable == "BIGUPLOAD_PORT" else ["--port", str(free_port())]
-            futures[f"{variable}={value}"] = pool.submit(
-                run_serve, root / str(i) / "data", *args, **{variable: value}
-            )
-        return {name: future.result() for name, future in futures.items()}
+    commands = {}
+    for i, (variable, value, _) in enumerate(INVALID_CONFIGURATIONS):
+        # A port that is free, unless the port itself is the case under test.
+        args = [] if variable == "BIGUPLOAD_PORT" else ["--port", str(free_port())]
+        commands[f"{variable}={value}"] = (
+            root / str(i) / "data",
+            ["serve", *args],
+            {variable: value},
+        )
+    return run_many(commands)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ import asyncio
 import base64
 import hashlib
 import shutil
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +29,7 @@ from bigupload.storage.local import LocalStorage
 from bigupload.storage.s3 import S3Storage, build_client
 from tests.storage.conftest import ENFORCING
 from tests.storage.helpers import error_code, send, sha256, tampered
+from tests.support.net import free_port
 
 DATA = b"0123456789abcdef" * 640 + b"tail"  # 10,244 bytes
 KeyMaker = Callable[..., str]
@@ -533,15 +533,8 @@ async def test_a_put_without_the_signed_if_none_match_is_refused(
 # -- an unreachable store -----------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_an_s3_store_that_cannot_be_reached_raises_storage_unreachable() -> None:
-    client = build_client(endpoint_url=f"http://127.0.0.1:{closed_port()}", region="us-east-1")
+    client = build_client(endpoint_url=f"http://127.0.0.1:{free_port()}", region="us-east-1")
     store = S3Storage(client, "nowhere")
     try:
         with pytest.raises(StorageUnreachable):
@@ -576,7 +569,7 @@ async def test_check_on_a_missing_bucket_raises_storage_unreachable(
 
 def test_s3_without_conditional_writes_signs_no_precondition() -> None:
     """For S3-compatible stores that lack ``If-None-Match`` on PUT."""
-    client = build_client(endpoint_url=f"http://127.0.0.1:{closed_port()}", region="us-east-1")
+    client = build_client(endpoint_url=f"http://127.0.0.1:{free_port()}", region="us-east-1")
     key = "uploads/a/2026/11/b"
     plain = S3Storage(client, "b", conditional_writes=False)
     guarded = S3Storage(client, "b")

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 from types import TracebackType
 from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.support.net import free_port
 
 
 class MotoServer:
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 
     @property
