@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from pathlib import Path
 
 import boto3
 import uvicorn
@@ -70,10 +71,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     # The same server settings as ``bigupload serve`` (src/bigupload/cli/serve.py).
     uvicorn.run(
-        app,
+        "baseline_app:app" if args.workers > 1 else app,
+        workers=args.workers,
+        app_dir=str(Path(__file__).parent),
         host=args.host,
         port=args.port,
         log_level="warning",

@@ -197,7 +197,7 @@ def stop(proc: subprocess.Popen[bytes], name: str, grace: float = 10.0) -> None:
         proc.wait(timeout=5)
 
 
-def start_bigupload(workdir: Path, rate_limit: str | None) -> Server:
+def start_bigupload(workdir: Path, rate_limit: str | None, workers: int = 1) -> Server:
     exe = Path(sys.executable).parent / "bigupload"
     command = str(exe) if exe.exists() else shutil.which("bigupload")
     if command is None:
@@ -206,7 +206,7 @@ def start_bigupload(workdir: Path, rate_limit: str | None) -> Server:
     data_dir = workdir / "data"
     stderr_path = workdir / "bigupload.stderr.log"
     proc = spawn(
-        [command, "serve", "--port", str(port)],
+        [command, "serve", "--port", str(port), "--workers", str(workers)],
         server_env(data_dir, rate_limit),
         workdir,
         stderr_path,
@@ -220,11 +220,15 @@ def start_bigupload(workdir: Path, rate_limit: str | None) -> Server:
     return Server("bigupload", "/api/v1/uploads", headers, port, proc, stderr_path)
 
 
-def start_baseline(workdir: Path) -> Server:
+def start_baseline(workdir: Path, workers: int = 1) -> Server:
     port = free_port()
     stderr_path = workdir / "baseline.stderr.log"
     proc = spawn(
-        [sys.executable, str(BENCH_DIR / "baseline_app.py"), "--host", HOST, "--port", str(port)],
+        [
+            sys.executable,
+            str(BENCH_DIR / "baseline_app.py"),
+            *("--host", HOST, "--port", str(port), "--workers", str(workers)),
+        ],
         server_env(None),
         workdir,
         stderr_path,
@@ -560,6 +564,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"shipped limit (which answers 429 past 100 req/s per key) [{UNBINDING_RATE_LIMIT}]",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 s windows")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes, for both targets alike"
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the JSON results")
     args = parser.parse_args(argv)
     if args.rate_limit == "default":
@@ -631,6 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warmup": args.warmup,
         "max_requests": args.max_requests,
         "timeout": args.timeout,
+        "workers": args.workers,
         "rate_limit": args.rate_limit or "(shipped default)",
         "body": BODY.decode(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -648,8 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         servers: list[Server] = []
         try:
-            servers.append(start_bigupload(workdir, args.rate_limit))
-            servers.append(start_baseline(workdir))
+            servers.append(start_bigupload(workdir, args.rate_limit, args.workers))
+            servers.append(start_baseline(workdir, args.workers))
             for server in servers:
                 log(f"{server.name}: pid {server.proc.pid}, http://{HOST}:{server.port}")
             for round_no in range(1, args.rounds + 1):

@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from bigupload import __version__
+from bigupload.auth.cache import KeyCache
+from bigupload.auth.dependencies import Principal
 from bigupload.body_limit import BodyLimitMiddleware
 from bigupload.config import Settings, load_settings
 from bigupload.db import create_engine, create_sessionmaker
 from bigupload.errors import install_error_handlers
 from bigupload.files.endpoints import router as files_router
+from bigupload.files.inserter import FileInserter
 from bigupload.health.endpoints import router as health_router
 from bigupload.logs import RequestLogMiddleware
 from bigupload.rate_limit import RateLimiter
@@ -64,8 +67,10 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.state.settings = settings
     app.state.engine = create_engine(settings.effective_database_url)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
+    app.state.file_inserter = FileInserter(app.state.sessionmaker)
     app.state.storage = storage if storage is not None else build_storage(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
+    app.state.key_cache = KeyCache[Principal](settings.auth_cache_seconds)
 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_size=API_MAX_BODY_SIZE, path_prefix="/api/")
@@ -78,3 +83,12 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.include_router(health_router)
     app.include_router(local_store_router)
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of ``bigupload serve --workers N``."""
+    from bigupload.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

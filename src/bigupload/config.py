@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     max_file_size: Annotated[int, NoDecode] = S3_MAX_OBJECT_SIZE
     max_single_put_size: Annotated[int, NoDecode] = S3_MAX_PUT_SIZE
     allowed_content_types: Annotated[tuple[str, ...], NoDecode] = ("*/*",)
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     rate_limit: str = "100/second;3000/minute"
     rate_limit_storage: str = "memory://"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -71,7 +71,12 @@ def _sqlite_begin(conn: Any) -> None:
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=8)
+        # SQLite has one writer: one connection, and requests queue for it in order, instead
+        # of many connections sleeping in SQLite's busy handler. Sessions always end in a
+        # commit or a rollback, so the pool need not roll back again on return.
+        engine = create_async_engine(
+            url, echo=echo, pool_size=1, max_overflow=0, pool_reset_on_return=None
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bigupload.config import Settings
 from bigupload.db import session_scope
+from bigupload.files.inserter import FileInserter
 from bigupload.storage.base import Storage
 
 
@@ -21,6 +22,11 @@ async def get_settings(request: Request) -> Settings:
 async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
+
+
+async def get_file_inserter(request: Request) -> FileInserter:
+    inserter: FileInserter = request.app.state.file_inserter
+    return inserter
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -35,4 +41,5 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
+FileInserterDep = Annotated[FileInserter, Depends(get_file_inserter)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
+from bigupload import clock
 from bigupload.auth import repository
 from tests.api.helpers import start, upload_request, uploaded
 from tests.conftest import Caller
@@ -51,13 +54,43 @@ async def test_requests_without_a_valid_key_are_401(
     assert (await alice.get(f"/api/v1/files/{ticket['id']}")).json()["status"] == "pending"
 
 
-async def test_a_revoked_key_stops_working_at_once(app: FastAPI, alice: Caller) -> None:
-    assert (await alice.get("/api/v1/files")).status_code == 200
+async def test_a_revoked_key_stops_working_within_the_cache_time(
+    app: FastAPI, alice: Caller
+) -> None:
+    assert (await alice.get("/api/v1/files")).status_code == 200  # now cached for 5 s
     async with app.state.sessionmaker() as session, session.begin():
         assert await repository.revoke(session, "alice")
-    response = await alice.get("/api/v1/files")
+    assert (await alice.get("/api/v1/files")).status_code == 200
+    clock.set_clock(lambda: datetime.now(UTC) + timedelta(seconds=5.5))
+    try:
+        response = await alice.get("/api/v1/files")
+    finally:
+        clock.set_clock(None)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+class TestWithoutKeyCache:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"auth_cache_seconds": 0}
+
+    async def test_a_revoked_key_stops_working_at_once(self, app: FastAPI, alice: Caller) -> None:
+        assert (await alice.get("/api/v1/files")).status_code == 200
+        async with app.state.sessionmaker() as session, session.begin():
+            assert await repository.revoke(session, "alice")
+        response = await alice.get("/api/v1/files")
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_an_unknown_key_is_never_cached(app: FastAPI, alice: Caller) -> None:
+    for _ in range(2):
+        response = await alice.http.get(
+            "/api/v1/files", headers={"Authorization": "Bearer bu_" + "x" * 43}
+        )
+        assert response.status_code == 401
+    assert len(app.state.key_cache._entries) == 0
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES[1:])

@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bigupload.auth import repository
+from bigupload.auth.cache import KeyCache
+from bigupload.auth.keys import hash_key
 from bigupload.dependencies import SessionDep
 from bigupload.errors import Unauthenticated
 
@@ -31,10 +33,15 @@ async def current_principal(
     token = credentials.credentials
     if len(token) > 256:
         raise Unauthenticated("the API key is not valid", code="invalid_api_key")
-    key = await repository.find_active(session, token)
-    if key is None:
-        raise Unauthenticated("the API key is not valid or was revoked", code="invalid_api_key")
-    principal = Principal(owner=key.owner, key_name=key.name)
+    cache: KeyCache[Principal] = request.app.state.key_cache
+    digest = hash_key(token)
+    principal = cache.get(digest)
+    if principal is None:
+        key = await repository.find_active(session, digest)
+        if key is None:
+            raise Unauthenticated("the API key is not valid or was revoked", code="invalid_api_key")
+        principal = Principal(owner=key.owner, key_name=key.name)
+        cache.put(digest, principal)
     request.state.owner = principal.owner
     await request.app.state.rate_limiter.hit(principal.owner)
     return principal

@@ -16,9 +16,10 @@ class KeyExists(Exception):
     """A key of that name exists already."""
 
 
-async def find_active(session: AsyncSession, key: str) -> ApiKey | None:
+async def find_active(session: AsyncSession, key_hash: str) -> ApiKey | None:
+    """The unrevoked key with that digest (see :func:`bigupload.auth.keys.hash_key`)."""
     result = await session.execute(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+        select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
     )
     return result.scalar_one_or_none()
 

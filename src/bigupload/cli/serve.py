@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Annotated
 
 import typer
@@ -33,6 +34,9 @@ def serve(
         str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes serving requests (one per core).")
+    ] = 1,
 ) -> None:
     """Start the service (migrating the registry first)."""
     import uvicorn  # the web stack loads only for the command that serves
@@ -59,15 +63,21 @@ def serve(
         typer.echo(f"    {admin_key}", err=True)
         typer.echo("", err=True)
     typer.echo(f"listening on {url}  (API docs: {url}/docs)", err=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-    )
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "access_log": False,
+        "server_header": False,
+        "proxy_headers": False,
+    }
+    if workers == 1:
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        return
+    # Each worker process builds its own app from the environment, flags included.
+    os.environ["BIGUPLOAD_HOST"] = settings.host
+    os.environ["BIGUPLOAD_PORT"] = str(settings.port)
+    uvicorn.run("bigupload.app:worker_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 
 def _safe_db(settings: Settings) -> str:

@@ -54,12 +54,6 @@ def add_event(
     )
 
 
-async def insert(session: AsyncSession, record: FileRecord) -> None:
-    session.add(record)
-    add_event(session, record, None, record.status)
-    await session.flush()
-
-
 async def get_owned(session: AsyncSession, file_id: uuid.UUID, owner: str) -> FileRecord | None:
     result = await session.execute(
         select(FileRecord).where(FileRecord.id == file_id, FileRecord.owner == owner)

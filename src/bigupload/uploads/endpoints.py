@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from bigupload.auth.dependencies import PrincipalDep
-from bigupload.dependencies import SessionDep, SettingsDep, StorageDep
+from bigupload.dependencies import FileInserterDep, SessionDep, SettingsDep, StorageDep
 from bigupload.files import service as files
 from bigupload.files.schemas import FileOut
 from bigupload.uploads import service
@@ -33,9 +33,12 @@ async def create_upload(
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    inserter: FileInserterDep,
     response: Response,
 ) -> UploadTicket:
-    ticket = await service.create_upload(session, principal.owner, body, storage, settings)
+    ticket = await service.create_upload(
+        session, inserter, principal.owner, body, storage, settings
+    )
     response.headers["Location"] = f"/api/v1/files/{ticket.id}"
     return ticket
 

@@ -18,6 +18,7 @@ from bigupload.errors import (
     UnsupportedMediaType,
 )
 from bigupload.files import repository
+from bigupload.files.inserter import FileInserter
 from bigupload.files.models import FileRecord
 from bigupload.files.status import READABLE, FileStatus
 from bigupload.storage.base import Storage, StorageError, StorageUnreachable, StoredObject
@@ -52,12 +53,14 @@ def check_limits(request: CreateUpload, settings: Settings) -> None:
 
 async def create_upload(
     session: AsyncSession,
+    inserter: FileInserter,
     owner: str,
     request: CreateUpload,
     storage: Storage,
     settings: Settings,
 ) -> UploadTicket:
-    """Record the file first, then sign its ticket; both land or neither does."""
+    """Record the file and sign its ticket: the ticket is answered only once the record is
+    committed, and a ticket that cannot be signed leaves no record."""
     check_limits(request, settings)
     file_id = uuid.uuid4()
     now = clock.now()
@@ -72,10 +75,18 @@ async def create_upload(
         checksum_sha256=request.checksum_sha256,
         status=FileStatus.PENDING.value,
         user_metadata=request.metadata,
+        error=None,
+        detected_content_type=None,
+        stored_size=None,
+        etag=None,
+        multipart_upload_id=None,
+        part_size=None,
         created_at=now,
         updated_at=now,
+        uploaded_at=None,
+        completed_at=None,
+        expires_at=None,
     )
-    await repository.insert(session, record)
     try:
         ticket = storage.presign_put(
             record.key,
@@ -88,6 +99,8 @@ async def create_upload(
         )
     except StorageUnreachable as exc:
         raise StorageUnavailable(str(exc)) from exc
+    await session.commit()  # hold no registry connection while the shared insert runs
+    await inserter.insert(record)
     return UploadTicket(
         id=record.id,
         key=record.key,
