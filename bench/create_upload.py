@@ -17,6 +17,9 @@ over rounds of req/s, p50 and p99 is reported, with the ratio bigupload/baseline
     .venv/bin/python bench/create_upload.py            # 3 rounds x 5 s per (target, level)
     .venv/bin/python bench/create_upload.py --quick    # smoke run: 1 round x 1 s
 
+The load generator lives in ``bench/loadgen.py`` and the server processes are handled by
+``bench/servers.py``; this module is the experiment, its statistics and its report.
+
 The markdown table goes to stdout, progress to stderr, the JSON to
 ``bench/results/create_upload.json``. The exit status is 1 if any request failed (non-2xx,
 timeout or dropped connection), 0 otherwise; a missed latency target does not change it.
@@ -31,30 +34,31 @@ import json
 import math
 import os
 import platform
-import re
-import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+# Sibling modules: run as ``python bench/create_upload.py``, this directory is on sys.path.
+from loadgen import encode_request, loop_factory, run_load
+from servers import HOST, Server, log, start_baseline, start_bigupload, stop, tail
+
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "create_upload.json"
-HOST = "127.0.0.1"
 
 #: The issue's target: "p99 under 25 ms at 64 clients".
 TARGET_LEVEL = 64
 TARGET_P99_MS = 25.0
+
+#: The endpoint each target answers: the same small JSON body goes to both.
+ENDPOINTS = {"bigupload": "/api/v1/uploads", "baseline": "/sign"}
 
 #: The same small body for both targets (no checksum, no metadata).
 BODY = json.dumps(
@@ -67,280 +71,20 @@ BODY = json.dumps(
 #: shipped limit would answer 429 to a single-key load test past 100 req/s (50/s sustained).
 UNBINDING_RATE_LIMIT = "1000000/second;60000000/minute"
 
-_ADMIN_KEY_RE = re.compile(r"shown only once:\s*\n\s*(bu_[A-Za-z0-9_-]+)")
-_CONTENT_LENGTH = b"\r\ncontent-length:"
-_CONNECTION_CLOSE = b"\r\nconnection: close"
-#: How often one client may reconnect after a dropped connection before it gives up.
-_MAX_RECONNECTS = 50
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 # --------------------------------------------------------------------------------------------
-# Server processes
+# One run
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    name: str
-    path: str
-    headers: dict[str, str]
-    port: int
-    proc: subprocess.Popen[bytes]
-    stderr_path: Path
-
-    def request_bytes(self) -> bytes:
-        lines = [
-            f"POST {self.path} HTTP/1.1",
-            f"Host: {HOST}:{self.port}",
-            "Content-Type: application/json",
-            "Accept: application/json",
-            f"Content-Length: {len(BODY)}",
-            *(f"{name}: {value}" for name, value in self.headers.items()),
-        ]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + BODY
-
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time of the server process (all its threads), from /proc."""
-        try:
-            raw = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = raw.rsplit(")", 1)[1].split()
-        # After "pid (comm)": field 3 (state) is index 0, so utime (14) and stime (15) are
-        # indices 11 and 12, in clock ticks.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def server_env(data_dir: Path | None, rate_limit: str | None = None) -> dict[str, str]:
-    """The caller's environment without any BIGUPLOAD_/AWS_ setting: embedded defaults only."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIGUPLOAD_", "AWS_"))}
-    if data_dir is not None:
-        env["BIGUPLOAD_DATA_DIR"] = str(data_dir)
-    if rate_limit is not None:
-        env["BIGUPLOAD_RATE_LIMIT"] = rate_limit
-    return env
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no output)"
-
-
-def spawn(
-    argv: Sequence[str], env: dict[str, str], cwd: Path, stderr_path: Path
-) -> subprocess.Popen[bytes]:
-    """Start a server; its stdout and stderr go to a file (a pipe could fill up and block it)."""
-    with stderr_path.open("wb") as stderr:
-        return subprocess.Popen(
-            list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
-        )
-
-
-def wait_ready(
-    proc: subprocess.Popen[bytes],
-    name: str,
-    port: int,
-    stderr_path: Path,
-    *,
-    want_key: bool,
-    timeout: float = 60.0,
-) -> str | None:
-    """Wait (bounded) until the port accepts connections and, if asked, the admin key is out."""
-    deadline = time.monotonic() + timeout
-    key: str | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"{name} exited with status {proc.returncode} while starting:\n" + tail(stderr_path)
-            )
-        if want_key and key is None:
-            match = _ADMIN_KEY_RE.search(stderr_path.read_text(errors="replace"))
-            key = match.group(1) if match else None
-        if (key is not None or not want_key) and port_open(port):
-            return key
-        time.sleep(0.1)
-    raise TimeoutError(f"{name} did not become ready in {timeout:.0f} s:\n" + tail(stderr_path))
-
-
-def stop(proc: subprocess.Popen[bytes], name: str, grace: float = 10.0) -> None:
-    """Terminate by PID, wait a bounded time, then kill."""
-    if proc.poll() is not None:
-        log(f"{name} (pid {proc.pid}) had already exited with status {proc.returncode}")
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        log(f"{name} (pid {proc.pid}) ignored SIGTERM for {grace:.0f} s: killing it")
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-def start_bigupload(workdir: Path, rate_limit: str | None, workers: int = 1) -> Server:
-    exe = Path(sys.executable).parent / "bigupload"
-    command = str(exe) if exe.exists() else shutil.which("bigupload")
-    if command is None:
-        raise RuntimeError("the `bigupload` command is not installed in this environment")
-    port = free_port()
-    data_dir = workdir / "data"
-    stderr_path = workdir / "bigupload.stderr.log"
-    proc = spawn(
-        [command, "serve", "--port", str(port), "--workers", str(workers)],
-        server_env(data_dir, rate_limit),
-        workdir,
-        stderr_path,
-    )
-    try:
-        key = wait_ready(proc, "bigupload", port, stderr_path, want_key=True)
-    except BaseException:
-        stop(proc, "bigupload")
-        raise
-    headers = {"Authorization": f"Bearer {key}"}
-    return Server("bigupload", "/api/v1/uploads", headers, port, proc, stderr_path)
-
-
-def start_baseline(workdir: Path, workers: int = 1) -> Server:
-    port = free_port()
-    stderr_path = workdir / "baseline.stderr.log"
-    proc = spawn(
-        [
-            sys.executable,
-            str(BENCH_DIR / "baseline_app.py"),
-            *("--host", HOST, "--port", str(port), "--workers", str(workers)),
-        ],
-        server_env(None),
-        workdir,
-        stderr_path,
-    )
-    try:
-        wait_ready(proc, "baseline", port, stderr_path, want_key=False)
-    except BaseException:
-        stop(proc, "baseline")
-        raise
-    return Server("baseline", "/sign", {}, port, proc, stderr_path)
-
-
-# --------------------------------------------------------------------------------------------
-# Load generator
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Window:
-    """The shared schedule of one level: warm-up until ``start_ns``, measure until ``end_ns``."""
-
-    start_ns: int
-    end_ns: int
-    budget: int  # measured requests still allowed (the max-request bound)
-    timeout: float  # per request, seconds
-
-
-@dataclass
-class Samples:
-    latencies_ns: list[int] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
-    warmup_ok: int = 0
-    warmup_failures: Counter[str] = field(default_factory=Counter)
-    last_done_ns: int = 0
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Read one response; answer its status and whether the server will close the connection."""
-    head = (await reader.readuntil(b"\r\n\r\n")).lower()
-    status = int(head[9:12])
-    start = head.find(_CONTENT_LENGTH)
-    if start < 0:
-        raise ValueError("response without Content-Length")
-    start += len(_CONTENT_LENGTH)
-    length = int(head[start : head.index(b"\r\n", start)])
-    if length:
-        await reader.readexactly(length)
-    return status, _CONNECTION_CLOSE in head
-
-
-async def client(port: int, request: bytes, window: Window, samples: Samples) -> None:
-    """One closed-loop client: send, wait for the answer, send again, until the window ends."""
-    reader, writer = await asyncio.open_connection(HOST, port)
-    reconnects = 0
-    try:
-        while True:
-            sent = time.perf_counter_ns()
-            if sent >= window.end_ns:
-                break
-            measured = sent >= window.start_ns
-            if measured:
-                if window.budget <= 0:
-                    break
-                window.budget -= 1
-            failure: str | None = None
-            close = False
-            try:
-                async with asyncio.timeout(window.timeout):
-                    writer.write(request)
-                    status, close = await read_response(reader)
-                if not 200 <= status < 300:
-                    failure = str(status)
-            except TimeoutError:
-                failure, close = "timeout", True
-            except (OSError, EOFError, ValueError, asyncio.IncompleteReadError) as exc:
-                failure, close = type(exc).__name__, True
-            done = time.perf_counter_ns()
-            if measured:
-                samples.last_done_ns = max(samples.last_done_ns, done)
-                if failure is None:
-                    samples.latencies_ns.append(done - sent)
-                else:
-                    samples.failures[failure] += 1
-            elif failure is None:
-                samples.warmup_ok += 1
-            else:
-                samples.warmup_failures[failure] += 1
-            if close:
-                writer.close()
-                while True:  # bounded by _MAX_RECONNECTS
-                    reconnects += 1
-                    if reconnects > _MAX_RECONNECTS:
-                        samples.failures["gave_up_reconnecting"] += 1
-                        return
-                    try:
-                        reader, writer = await asyncio.open_connection(HOST, port)
-                        break
-                    except OSError as exc:
-                        samples.failures[f"connect:{type(exc).__name__}"] += 1
-                        await asyncio.sleep(0.05)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
-def percentile(sorted_values: Sequence[int], q: float) -> float:
-    """Nearest-rank percentile, in milliseconds."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1] / 1e6
+def request_bytes(server: Server) -> bytes:
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "Content-Length": str(len(BODY)),
+        **server.auth_headers,
+    }
+    return encode_request(HOST, server.port, "POST", ENDPOINTS[server.name], headers, BODY)
 
 
 @dataclass
@@ -374,53 +118,36 @@ async def run_level(
     request_timeout: float,
     round_no: int,
 ) -> RunResult:
-    request = server.request_bytes()
-    begin = time.perf_counter_ns()
-    window = Window(
-        start_ns=begin + int(warmup * 1e9),
-        end_ns=begin + int((warmup + seconds) * 1e9),
-        budget=max_requests,
-        timeout=request_timeout,
+    load = await run_load(
+        HOST,
+        server.port,
+        request_bytes(server),
+        clients,
+        warmup=warmup,
+        seconds=seconds,
+        max_requests=max_requests,
+        request_timeout=request_timeout,
+        probe=server.cpu_seconds,
     )
-    samples = Samples()
-    async with asyncio.timeout(warmup + seconds + request_timeout + 30):
-        tasks = [
-            asyncio.create_task(client(server.port, request, window, samples))
-            for _ in range(clients)
-        ]
-        try:
-            await asyncio.sleep(max(0.0, (window.start_ns - time.perf_counter_ns()) / 1e9))
-            cpu0, own0, wall0 = server.cpu_seconds(), time.process_time(), time.perf_counter()
-            await asyncio.gather(*tasks)
-            cpu1, own1, wall1 = server.cpu_seconds(), time.process_time(), time.perf_counter()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    latencies = sorted(samples.latencies_ns)
-    ok, errors = len(latencies), sum(samples.failures.values())
-    elapsed = max(samples.last_done_ns - window.start_ns, 1) / 1e9
-    wall = max(wall1 - wall0, 1e-9)
-    server_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+    ok, server_cpu = load.ok, load.probe_delta
     return RunResult(
         target=server.name,
         clients=clients,
         round=round_no,
-        window_s=round(elapsed, 3),
+        window_s=round(load.elapsed_s, 3),
         ok=ok,
-        errors=errors,
-        failures=dict(samples.failures),
-        warmup_ok=samples.warmup_ok,
-        warmup_errors=sum(samples.warmup_failures.values()),
-        rps=ok / elapsed if ok else 0.0,
-        p50_ms=percentile(latencies, 0.50),
-        p90_ms=percentile(latencies, 0.90),
-        p99_ms=percentile(latencies, 0.99),
-        max_ms=latencies[-1] / 1e6 if latencies else math.nan,
-        server_cpu_pct=None if server_cpu is None else 100 * server_cpu / wall,
+        errors=load.errors,
+        failures=dict(load.failures),
+        warmup_ok=load.warmup_ok,
+        warmup_errors=load.warmup_errors,
+        rps=load.rps,
+        p50_ms=load.percentile_ms(0.50),
+        p90_ms=load.percentile_ms(0.90),
+        p99_ms=load.percentile_ms(0.99),
+        max_ms=load.max_ms,
+        server_cpu_pct=None if server_cpu is None else 100 * server_cpu / load.wall_s,
         server_cpu_ms_per_req=None if server_cpu is None or not ok else 1000 * server_cpu / ok,
-        client_cpu_pct=100 * (own1 - own0) / wall,
+        client_cpu_pct=100 * load.client_cpu_s / load.wall_s,
     )
 
 
@@ -582,15 +309,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.seconds <= 0 or args.warmup < 0 or args.rounds < 1 or args.max_requests < 1:
         parser.error("--seconds and --rounds must be positive, --warmup not negative")
     return args
-
-
-def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
-    """uvloop when available: the load generator must stay cheap on CPU."""
-    try:
-        import uvloop
-    except ImportError:
-        return None, "asyncio"
-    return uvloop.new_event_loop, "uvloop"
 
 
 @dataclass
