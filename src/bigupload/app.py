@@ -14,7 +14,7 @@ from bigupload.auth.dependencies import Principal
 from bigupload.body_limit import BodyLimitMiddleware
 from bigupload.config import Settings, load_settings
 from bigupload.db import create_engine, create_sessionmaker
-from bigupload.errors import install_error_handlers
+from bigupload.errors import COMMON_RESPONSES, install_error_handlers
 from bigupload.files.endpoints import router as files_router
 from bigupload.files.inserter import FileInserter
 from bigupload.health.endpoints import router as health_router
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.add_middleware(BodyLimitMiddleware, max_size=API_MAX_BODY_SIZE, path_prefix="/api/")
     app.add_middleware(RequestLogMiddleware)
 
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=COMMON_RESPONSES)
     api.include_router(uploads_router)
     api.include_router(files_router)
     app.include_router(api)

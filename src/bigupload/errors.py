@@ -13,9 +13,33 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("bigupload.errors")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable: clients may switch on it.", examples=["not_found"])
+    message: str = Field(description="For people; may change.")
+    details: Any = Field(default=None, description="Structured context, when there is any.")
+
+
+class ErrorBody(BaseModel):
+    """The shape of every error answer."""
+
+    error: ErrorDetail
+
+
+#: The answers every authenticated API route may give besides its own.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No API key, or an invalid or revoked one."},
+    413: {"model": ErrorBody, "description": "Too large (a body over 64 KiB, or a file)."},
+    422: {"model": ErrorBody, "description": "Invalid input; `details` lists the fields."},
+    429: {"model": ErrorBody, "description": "Rate limited; see `Retry-After`."},
+    500: {"model": ErrorBody, "description": "Unexpected; the message names the request id."},
+    503: {"model": ErrorBody, "description": "The store is unreachable; nothing changed."},
+}
 
 
 class AppError(Exception):

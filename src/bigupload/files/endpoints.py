@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from bigupload.auth.dependencies import PrincipalDep
 from bigupload.dependencies import SessionDep, SettingsDep, StorageDep
-from bigupload.errors import InvalidRequest
+from bigupload.errors import ErrorBody, InvalidRequest
 from bigupload.files import repository, service
 from bigupload.files.schemas import DownloadLink, FileOut, FilePage, StatusChange
 from bigupload.files.status import FileStatus
@@ -83,7 +83,12 @@ async def download_file(
     "/{file_id}/status",
     response_model=FileOut,
     summary="Change a file's status (legal transitions only)",
-    responses={409: {"description": "The transition is not allowed from the file's status."}},
+    responses={
+        409: {
+            "model": ErrorBody,
+            "description": "The transition is not allowed from the file's status.",
+        }
+    },
 )
 async def put_status(
     file_id: uuid.UUID, change: StatusChange, principal: PrincipalDep, session: SessionDep

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 
 from bigupload.auth.dependencies import PrincipalDep
 from bigupload.dependencies import FileInserterDep, SessionDep, SettingsDep, StorageDep
+from bigupload.errors import ErrorBody
 from bigupload.files import service as files
 from bigupload.files.schemas import FileOut
 from bigupload.uploads import service
@@ -22,9 +23,12 @@ router = APIRouter(prefix="/uploads", tags=["uploads"])
     status_code=status.HTTP_201_CREATED,
     summary="Start an upload: record the file and sign where to send it",
     responses={
-        413: {"description": "Larger than the configured limits."},
-        415: {"description": "Content type not in the allow-list."},
-        422: {"description": "Invalid filename, content type, size, checksum or metadata."},
+        413: {"model": ErrorBody, "description": "Larger than the configured limits."},
+        415: {"model": ErrorBody, "description": "Content type not in the allow-list."},
+        422: {
+            "model": ErrorBody,
+            "description": "Invalid filename, content type, size, checksum or metadata.",
+        },
     },
 )
 async def create_upload(
@@ -48,9 +52,18 @@ async def create_upload(
     response_model=FileOut,
     summary="Confirm an upload against the store (idempotent)",
     responses={
-        409: {"description": "Nothing uploaded yet, or the upload failed or expired."},
-        422: {"description": "The stored object's size or checksum differs from the declared."},
-        503: {"description": "The store is unreachable; the file is unchanged."},
+        409: {
+            "model": ErrorBody,
+            "description": "Nothing uploaded yet, or the upload failed or expired.",
+        },
+        422: {
+            "model": ErrorBody,
+            "description": "The stored object's size or checksum differs from the declared.",
+        },
+        503: {
+            "model": ErrorBody,
+            "description": "The store is unreachable; the file is unchanged.",
+        },
     },
 )
 async def complete_upload(

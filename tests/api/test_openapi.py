@@ -1,0 +1,29 @@
+"""The API reference: every operation documents the one error shape."""
+
+from __future__ import annotations
+
+from tests.conftest import Caller
+
+
+async def test_every_api_operation_documents_errors(alice: Caller) -> None:
+    spec = (await alice.http.get("/openapi.json")).json()
+    operations = [
+        (path, method, op)
+        for path, methods in spec["paths"].items()
+        if path.startswith("/api/v1/")
+        for method, op in methods.items()
+    ]
+    assert len(operations) == 7
+    for path, method, op in operations:
+        for status in ("401", "422", "429", "500", "503"):
+            schema = op["responses"][status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, method, status)
+        assert op["security"] == [{"HTTPBearer": []}], (path, method)
+    error = spec["components"]["schemas"]["ErrorDetail"]
+    assert set(error["properties"]) == {"code", "message", "details"}
+
+
+async def test_the_docs_page_is_served(alice: Caller) -> None:
+    response = await alice.http.get("/docs")
+    assert response.status_code == 200
+    assert "swagger-ui" in response.text
