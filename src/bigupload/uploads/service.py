@@ -75,17 +75,8 @@ async def create_upload(
         checksum_sha256=request.checksum_sha256,
         status=FileStatus.PENDING.value,
         user_metadata=request.metadata,
-        error=None,
-        detected_content_type=None,
-        stored_size=None,
-        etag=None,
-        multipart_upload_id=None,
-        part_size=None,
         created_at=now,
         updated_at=now,
-        uploaded_at=None,
-        completed_at=None,
-        expires_at=None,
     )
     try:
         ticket = storage.presign_put(
