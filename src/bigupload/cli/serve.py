@@ -41,7 +41,7 @@ def serve(
     """Start the service (migrating the registry first)."""
     import uvicorn  # the web stack loads only for the command that serves
 
-    from bigupload.app import create_app
+    from bigupload.app import create_app, settle_garbage_collector
 
     settings = settings_or_exit(host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
@@ -72,6 +72,7 @@ def serve(
         "proxy_headers": False,
     }
     if workers == 1:
+        settle_garbage_collector()
         uvicorn.run(app, **options)  # type: ignore[arg-type]
         return
     # Each worker process builds its own app from the environment, flags included.
