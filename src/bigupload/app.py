@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 from bigupload import __version__
 from bigupload.auth.cache import KeyCache
 from bigupload.auth.dependencies import Principal
+from bigupload.auth.tokens import TokenVerifier
 from bigupload.body_limit import BodyLimitMiddleware
 from bigupload.config import Settings, load_settings
 from bigupload.db import create_engine, create_sessionmaker
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.state.storage = storage if storage is not None else build_storage(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
     app.state.key_cache = KeyCache[Principal](settings.auth_cache_seconds)
+    app.state.token_verifier = _token_verifier(settings)
 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_size=API_MAX_BODY_SIZE, path_prefix="/api/")
@@ -84,6 +86,20 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.include_router(health_router)
     app.include_router(local_store_router)
     return app
+
+
+def _token_verifier(settings: Settings) -> TokenVerifier | None:
+    if not (settings.jwt_secret or settings.jwt_jwks_url):
+        return None
+    assert settings.jwt_audience is not None
+    return TokenVerifier(
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        secret=settings.jwt_secret,
+        jwks_url=settings.jwt_jwks_url,
+        algorithms=settings.jwt_algorithms,
+        owner_claim=settings.jwt_owner_claim,
+    )
 
 
 def settle_garbage_collector() -> None:

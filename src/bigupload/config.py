@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     max_file_size: Annotated[int, NoDecode] = S3_MAX_OBJECT_SIZE
     max_single_put_size: Annotated[int, NoDecode] = S3_MAX_PUT_SIZE
     allowed_content_types: Annotated[tuple[str, ...], NoDecode] = ("*/*",)
+    jwt_secret: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_algorithms: Annotated[tuple[str, ...] | None, NoDecode] = None
+    jwt_owner_claim: str = "sub"
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     rate_limit: str = "100/second;3000/minute"
     rate_limit_storage: str = "memory://"
@@ -180,6 +186,54 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _jwt_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(item.strip() for item in value.split(",") if item.strip())
+        if isinstance(value, tuple | list):
+            allowed = {
+                "HS256",
+                "HS384",
+                "HS512",
+                "RS256",
+                "RS384",
+                "RS512",
+                "PS256",
+                "PS384",
+                "PS512",
+                "ES256",
+                "ES384",
+                "ES512",
+                "EdDSA",
+            }
+            for item in value:
+                if item not in allowed:
+                    raise ValueError(f"{item!r} is not a JWT signing algorithm bigupload accepts")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: str | None) -> str | None:
+        if value is not None and (value.lower() in _PLACEHOLDER_SECRETS or len(value) < 32):
+            raise ValueError("must be a random string of at least 32 characters")
+        return value
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _jwt_needs(self) -> Settings:
+        if self.jwt_secret and self.jwt_jwks_url:
+            raise ValueError("set BIGUPLOAD_JWT_SECRET or BIGUPLOAD_JWT_JWKS_URL, not both")
+        if (self.jwt_secret or self.jwt_jwks_url) and not self.jwt_audience:
+            raise ValueError("BIGUPLOAD_JWT_AUDIENCE is required when JWTs are accepted")
+        return self
 
     @model_validator(mode="after")
     def _storage_needs(self) -> Settings:

@@ -1,4 +1,4 @@
-"""Recently verified API keys, so the hot path skips a registry read.
+"""Recently verified API keys and tokens, so the hot path skips a registry read.
 
 Only keys found valid are kept, for ``ttl`` seconds by bigupload's clock: a key revoked in
 another process stops working within ``ttl``; one revoked through this process, at once.
@@ -35,10 +35,14 @@ class KeyCache(Generic[T]):
             return None
         return value
 
-    def put(self, key_hash: str, value: T) -> None:
+    def put(self, key_hash: str, value: T, *, until: datetime | None = None) -> None:
+        """Remember ``value`` for ``ttl``, and never past ``until`` (a token's expiry)."""
         if not self.enabled:
             return
-        self._entries[key_hash] = (value, clock.now() + self.ttl)
+        expires = clock.now() + self.ttl
+        if until is not None:
+            expires = min(expires, until)
+        self._entries[key_hash] = (value, expires)
         self._entries.move_to_end(key_hash)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
