@@ -12,29 +12,18 @@ from pathlib import Path
 
 import httpx
 
-from bigupload import migrate
 from bigupload.app import create_app
-from bigupload.auth import repository as keys
 from bigupload.config import load_settings
-from bigupload.db import create_engine, create_sessionmaker
 from tests.conftest import SECRET
 from tests.support.live import LiveServer
 from tests.support.net import free_port
-
-
-async def _prepare(url: str) -> str:
-    engine = create_engine(url)
-    await migrate.upgrade(engine)
-    async with create_sessionmaker(engine)() as session, session.begin():
-        _, clear = await keys.create(session, "c", "c")
-    await engine.dispose()
-    return clear
+from tests.support.service import prepare_registry
 
 
 def test_the_record_is_committed_before_the_ticket_is_answered(tmp_path: Path) -> None:
     port = free_port()
     settings = load_settings(data_dir=tmp_path, secret_key=SECRET, port=port, rate_limit="off")
-    api_key = asyncio.run(_prepare(settings.effective_database_url))
+    api_key = asyncio.run(prepare_registry(settings.effective_database_url))
     database = tmp_path / "bigupload.db"
     live = LiveServer(create_app(settings), port).start()
     try:

@@ -6,7 +6,6 @@ URL and headers the ticket gives: to bigupload's own store, or to an S3 server o
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from collections.abc import Iterator
@@ -16,54 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bigupload import migrate
-from bigupload.app import create_app
-from bigupload.auth import repository as keys
-from bigupload.config import load_settings
-from bigupload.db import create_engine, create_sessionmaker
-from tests.conftest import SECRET, make_bucket
-from tests.support.live import LiveServer
-from tests.support.moto import s3_client
-from tests.support.net import free_port
-
-STORES = ["local", "s3-moto", pytest.param("s3-strict", marks=pytest.mark.strict_s3)]
-
-
-async def _prepare_registry(url: str) -> str:
-    engine = create_engine(url)
-    await migrate.upgrade(engine)
-    async with create_sessionmaker(engine)() as session, session.begin():
-        _, clear = await keys.create(session, "e2e", "e2e")
-    await engine.dispose()
-    return clear
+from tests.support.service import STORES, live_service
 
 
 @pytest.fixture(params=STORES)
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    port = free_port()
-    overrides: dict[str, Any] = {
-        "data_dir": tmp_path / "data",
-        "secret_key": SECRET,
-        "port": port,
-    }
-    if request.param != "local":
-        server = request.getfixturevalue(
-            "moto_server" if request.param == "s3-moto" else "strict_s3"
-        )
-        overrides |= {
-            "storage": "s3",
-            "s3_endpoint_url": server.endpoint_url,
-            "s3_region": "us-east-1",
-            "s3_bucket": make_bucket(s3_client(server.endpoint_url)),
-        }
-    settings = load_settings(**overrides)
-    settings.data_dir.mkdir(parents=True)
-    api_key = asyncio.run(_prepare_registry(settings.effective_database_url))
-    live = LiveServer(create_app(settings), port).start()
-    try:
-        yield live.url, api_key
-    finally:
-        live.stop()
+    with live_service(request, tmp_path, request.param) as live:
+        yield live.url, live.api_key
 
 
 def _file(tmp_path: Path, size: int) -> tuple[Path, str]:
