@@ -158,16 +158,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not a media type or range such as 'image/*'")
         return cleaned
 
-    @field_validator("public_url", "s3_endpoint_url")
+    @field_validator("public_url", "s3_endpoint_url", "jwt_jwks_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not re.match(r"^https?://[^/\s]+", value):
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/")
+        return value
 
-    @field_validator("secret_key")
+    @field_validator("public_url", "s3_endpoint_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("secret_key", "jwt_secret")
     @classmethod
     def _secret(cls, value: str | None) -> str | None:
         if value is None:
@@ -211,20 +214,6 @@ class Settings(BaseSettings):
             for item in value:
                 if item not in allowed:
                     raise ValueError(f"{item!r} is not a JWT signing algorithm bigupload accepts")
-        return value
-
-    @field_validator("jwt_secret")
-    @classmethod
-    def _jwt_secret(cls, value: str | None) -> str | None:
-        if value is not None and (value.lower() in _PLACEHOLDER_SECRETS or len(value) < 32):
-            raise ValueError("must be a random string of at least 32 characters")
-        return value
-
-    @field_validator("jwt_jwks_url")
-    @classmethod
-    def _jwks_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
         return value
 
     @model_validator(mode="after")
