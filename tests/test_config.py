@@ -130,11 +130,24 @@ def test_env_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
         ("max_file_size", True),
         ("max_single_put_size", "6GiB"),
         ("max_single_put_size", "lots"),
+        ("part_size", "4MiB"),
+        ("part_size", "6GiB"),
+        ("part_size", "-1"),
+        ("multipart_threshold", "0"),
+        ("multipart_threshold", "big"),
     ],
 )
 def test_bad_sizes_fail_naming_the_variable(field: str, value: object) -> None:
     message = config_error(**{field: value})
     assert f"BIGUPLOAD_{field.upper()}" in message
+
+
+def test_multipart_defaults_and_bounds(tmp_path: Path) -> None:
+    config = settings(tmp_path)
+    assert (config.multipart_threshold, config.part_size) == (100 * MiB, 16 * MiB)
+    config = settings(tmp_path, part_size="5MiB", multipart_threshold="1GiB")
+    assert (config.part_size, config.multipart_threshold) == (5 * MiB, 1024 * MiB)
+    assert settings(tmp_path, part_size="5GiB").part_size == S3_MAX_PUT_SIZE
 
 
 def test_size_limits_are_inclusive(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ log = logging.getLogger("bigupload")
 
 #: JSON bodies of the API are small (an upload request is under 9 KiB even with full metadata);
 #: the bytes of files never come this way.
-API_MAX_BODY_SIZE = 64 * 1024
+API_MAX_BODY_SIZE = 1024 * 1024  # completing 10,000 parts names them all
 
 DESCRIPTION = """
 Upload very large files straight into S3-compatible storage through pre-signed URLs.

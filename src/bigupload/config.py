@@ -20,8 +20,10 @@ TiB = 1024 * GiB
 
 #: S3's ceiling for one object, and so ours.
 S3_MAX_OBJECT_SIZE = 5 * TiB
-#: S3's ceiling for one PUT.
+#: S3's ceiling for one PUT, and so for one part.
 S3_MAX_PUT_SIZE = 5 * GiB
+#: S3's floor for a part other than the last.
+S3_MIN_PART_SIZE = 5 * MiB
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": KiB, "M": MiB, "G": GiB, "T": TiB}
@@ -75,6 +77,8 @@ class Settings(BaseSettings):
     download_expiry_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     max_file_size: Annotated[int, NoDecode] = S3_MAX_OBJECT_SIZE
     max_single_put_size: Annotated[int, NoDecode] = S3_MAX_PUT_SIZE
+    multipart_threshold: Annotated[int, NoDecode] = 100 * MiB
+    part_size: Annotated[int, NoDecode] = 16 * MiB
     allowed_content_types: Annotated[tuple[str, ...], NoDecode] = ("*/*",)
     jwt_secret: str | None = None
     jwt_jwks_url: str | None = None
@@ -122,7 +126,9 @@ class Settings(BaseSettings):
     def _log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("max_file_size", "max_single_put_size", mode="before")
+    @field_validator(
+        "max_file_size", "max_single_put_size", "multipart_threshold", "part_size", mode="before"
+    )
     @classmethod
     def _size(cls, value: object) -> int:
         size = parse_size(value)
@@ -142,6 +148,13 @@ class Settings(BaseSettings):
     def _max_single_put_size(cls, value: int) -> int:
         if value > S3_MAX_PUT_SIZE:
             raise ValueError(f"must be at most {S3_MAX_PUT_SIZE} bytes (5 GiB, S3's PUT limit)")
+        return value
+
+    @field_validator("part_size")
+    @classmethod
+    def _part_size(cls, value: int) -> int:
+        if not S3_MIN_PART_SIZE <= value <= S3_MAX_PUT_SIZE:
+            raise ValueError("must be between 5 MiB and 5 GiB (S3's limits for a part)")
         return value
 
     @field_validator("allowed_content_types", mode="before")

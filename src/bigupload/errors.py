@@ -34,7 +34,7 @@ class ErrorBody(BaseModel):
 #: The answers every authenticated API route may give besides its own.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No API key, or an invalid or revoked one."},
-    413: {"model": ErrorBody, "description": "Too large (a body over 64 KiB, or a file)."},
+    413: {"model": ErrorBody, "description": "Too large (a body over 1 MiB, or a file)."},
     422: {"model": ErrorBody, "description": "Invalid input; `details` lists the fields."},
     429: {"model": ErrorBody, "description": "Rate limited; see `Retry-After`."},
     500: {"model": ErrorBody, "description": "Unexpected; the message names the request id."},

@@ -144,6 +144,11 @@ BAD_FIELDS: list[tuple[str, dict[str, Any], str]] = [
     ("metadata too many entries", {"metadata": {str(i): "v" for i in range(33)}}, "metadata"),
     ("metadata too large", {"metadata": {"a": "v" * 9000}}, "metadata"),
     ("unknown field", {"colour": "red"}, "colour"),
+    ("multipart as a string", {"multipart": "yes"}, "multipart"),
+    ("part size as a string", {"part_size": "8MiB"}, "part_size"),
+    ("zero part size", {"part_size": 0}, "part_size"),
+    ("negative part size", {"part_size": -5}, "part_size"),
+    ("part checksums as a number", {"part_checksums": 1}, "part_checksums"),
 ]
 
 
@@ -214,13 +219,22 @@ class TestLimits:
         assert error["details"] == {"max_size": GiB}
         assert await count_files(alice) == 0
 
-    async def test_above_the_single_put_limit_is_413(self, alice: Caller) -> None:
+    async def test_a_single_put_above_its_limit_is_413(self, alice: Caller) -> None:
         size = 100 * 1024**2 + 1
-        response = await alice.post("/api/v1/uploads", json=upload_request(b"", size=size))
+        response = await alice.post(
+            "/api/v1/uploads", json=upload_request(b"", size=size, multipart=False)
+        )
         assert response.status_code == 413
         error = response.json()["error"]
         assert error["code"] == "file_too_large"
         assert error["details"] == {"max_single_put_size": 100 * 1024**2}
+        assert await count_files(alice) == 0
+
+    async def test_above_the_single_put_limit_goes_in_parts(self, alice: Caller) -> None:
+        size = 100 * 1024**2 + 1
+        response = await alice.post("/api/v1/uploads", json=upload_request(b"", size=size))
+        assert response.status_code == 201, response.text
+        assert response.json()["method"] == "multipart"
 
     async def test_exactly_the_limit_passes(self, alice: Caller) -> None:
         size = 100 * 1024**2
@@ -239,7 +253,7 @@ async def test_the_signed_url_refuses_a_body_of_another_size(alice: Caller) -> N
 
 
 async def test_a_huge_json_body_is_413_without_being_read(alice: Caller) -> None:
-    body = upload_request(b"x", metadata={"a": "v" * 200_000})
+    body = upload_request(b"x", metadata={"a": "v" * 1_100_000})
     response = await alice.post("/api/v1/uploads", json=body)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
@@ -248,7 +262,7 @@ async def test_a_huge_json_body_is_413_without_being_read(alice: Caller) -> None
 
 async def test_a_huge_chunked_json_body_is_413(alice: Caller) -> None:
     async def chunks():  # type: ignore[no-untyped-def]
-        for _ in range(100):
+        for _ in range(300):
             yield b" " * 4096
 
     response = await alice.post(

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, String, Text, Uuid
+from sqlalchemy import JSON, BigInteger, Boolean, Index, String, Text, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bigupload.db import Base, BigIntPK, UTCDateTime
@@ -31,6 +31,7 @@ class FileRecord(Base):
     status: Mapped[str] = mapped_column(String(16), default=FileStatus.PENDING, index=True)
     multipart_upload_id: Mapped[str | None] = mapped_column(String(1024), default=None)
     part_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    part_checksums: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     user_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

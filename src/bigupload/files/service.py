@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 
@@ -14,7 +15,7 @@ from bigupload.files import repository
 from bigupload.files.models import FileRecord
 from bigupload.files.schemas import DownloadLink
 from bigupload.files.status import READABLE, FileStatus, client_can_transition
-from bigupload.storage.base import Storage, StorageError, StorageUnreachable
+from bigupload.storage.base import Storage, StorageError, StorageUnreachable, UploadNotFound
 
 log = logging.getLogger("bigupload.files")
 
@@ -80,9 +81,13 @@ def download_link(record: FileRecord, storage: Storage, settings: Settings) -> D
 
 
 async def delete_file(session: AsyncSession, record: FileRecord, storage: Storage) -> None:
-    """Remove the stored object, then the record; if the store fails, both stay."""
+    """Remove the stored object (and parts of an upload in progress), then the record; if the
+    store fails, both stay."""
     await session.commit()  # hold no registry lock while the store is asked
     try:
+        if record.multipart_upload_id and FileStatus(record.status) == FileStatus.PENDING:
+            with contextlib.suppress(UploadNotFound):
+                await storage.abort_multipart(record.key, record.multipart_upload_id)
         await storage.delete(record.key)
     except StorageUnreachable as exc:
         raise StorageUnavailable() from exc

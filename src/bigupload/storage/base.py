@@ -4,10 +4,15 @@ Signing is local CPU work and is synchronous; every method that talks to the sto
 coroutine that must never block the event loop. Adapters raise :class:`StorageUnreachable` when
 the store cannot be reached (network, DNS, timeouts, credentials the store refuses to see) and
 :class:`StorageError` for any other failure; a missing object is ``None`` from :meth:`stat`.
+
+Multipart uploads follow S3's rules on every adapter: parts numbered 1 to 10,000, each part but
+the last at least 5 MiB, a part uploaded again under the same number replaces the earlier one,
+and completion names the parts (number and ETag, ascending) that make the object.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -23,6 +28,29 @@ class StorageUnreachable(StorageError):
 
 class ObjectNotFound(StorageError):
     """No object is stored under that key."""
+
+
+class UploadNotFound(StorageError):
+    """No multipart upload with that id is in progress: never begun, completed or aborted."""
+
+
+class PartsRejected(StorageError):
+    """The store refused to complete a multipart upload from the parts it was given.
+
+    ``code`` is S3's: ``EntityTooSmall`` (a part other than the last is below 5 MiB),
+    ``InvalidPart`` (a part is missing or its ETag differs) or ``InvalidPartOrder``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+#: S3's limits for multipart uploads, and so every adapter's.
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
+MAX_PARTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +78,47 @@ class StoredObject:
     last_modified: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PartToSign:
+    """A part to sign an upload URL for: exactly ``size`` bytes (and of that digest, if given)."""
+
+    part_number: int
+    size: int
+    checksum_sha256: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPart:
+    """A part the store holds for a multipart upload in progress."""
+
+    part_number: int
+    size: int
+    etag: str  # quoted, as S3 answers it
+    checksum_sha256: str | None = None  # base64, when the part was uploaded with one
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedPart:
+    """A part named to complete an upload."""
+
+    part_number: int
+    etag: str
+    checksum_sha256: str | None = None  # base64, required when the upload takes checksums
+
+
+@dataclass(frozen=True, slots=True)
+class MultipartUpload:
+    """A multipart upload the store has begun and neither completed nor aborted."""
+
+    key: str
+    upload_id: str
+    initiated: datetime | None = None
+
+
 @runtime_checkable
 class Storage(Protocol):
-    """Single-object operations every adapter supports."""
+    """What every adapter supports: single objects, and multipart uploads."""
 
     #: ``"local"`` or ``"s3"``.
     kind: str
@@ -87,6 +153,49 @@ class Storage(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove the object; removing a missing object is not an error."""
+        ...
+
+    async def create_multipart(
+        self, key: str, *, content_type: str, checksum_sha256: bool = False
+    ) -> str:
+        """Begin a multipart upload and answer its id.
+
+        With ``checksum_sha256`` every part must be signed with its SHA-256, and the store
+        refuses a part whose bytes differ.
+        """
+        ...
+
+    def presign_parts(
+        self, key: str, upload_id: str, parts: Sequence[PartToSign], *, expires_in: int
+    ) -> list[PresignedRequest]:
+        """One PUT per part, in the order given, each storing exactly the part's bytes."""
+        ...
+
+    async def list_parts(self, key: str, upload_id: str) -> list[StoredPart]:
+        """Every part the store holds for the upload, by ascending number.
+
+        Raises :class:`UploadNotFound` when the upload is not in progress.
+        """
+        ...
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[CompletedPart]
+    ) -> StoredObject:
+        """Join ``parts`` (ascending) into the object under ``key``.
+
+        Raises :class:`PartsRejected` when the store refuses the parts, and
+        :class:`UploadNotFound` when the upload is not in progress (including when an earlier
+        call completed it: the caller then finds the object with :meth:`stat`).
+        """
+        ...
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abort the upload and free its parts. Raises :class:`UploadNotFound` if not in
+        progress."""
+        ...
+
+    async def list_multipart_uploads(self, prefix: str = "") -> list[MultipartUpload]:
+        """Multipart uploads in progress whose keys start with ``prefix`` (oldest first)."""
         ...
 
     async def check(self) -> None:

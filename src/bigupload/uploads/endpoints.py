@@ -11,8 +11,17 @@ from bigupload.dependencies import FileInserterDep, SessionDep, SettingsDep, Sto
 from bigupload.errors import ErrorBody
 from bigupload.files import service as files
 from bigupload.files.schemas import FileOut
-from bigupload.uploads import service
-from bigupload.uploads.schemas import CreateUpload, UploadTicket
+from bigupload.uploads import multipart, service
+from bigupload.uploads.schemas import (
+    CompleteUpload,
+    CreateUpload,
+    MultipartUploadTicket,
+    PartUrls,
+    SignParts,
+    SingleUploadTicket,
+    UploadParts,
+    UploadTicket,
+)
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
 
@@ -20,6 +29,9 @@ router = APIRouter(prefix="/uploads", tags=["uploads"])
 @router.post(
     "",
     response_model=UploadTicket,
+    description="Answers a single-PUT ticket, or a multipart ticket (above the multipart "
+    "threshold, or when asked with `multipart: true`): then sign part URLs with "
+    "`POST /uploads/{id}/parts`, PUT each part, and complete.",
     status_code=status.HTTP_201_CREATED,
     summary="Start an upload: record the file and sign where to send it",
     responses={
@@ -39,7 +51,7 @@ async def create_upload(
     settings: SettingsDep,
     inserter: FileInserterDep,
     response: Response,
-) -> UploadTicket:
+) -> SingleUploadTicket | MultipartUploadTicket:
     ticket = await service.create_upload(
         session, inserter, principal.owner, body, storage, settings
     )
@@ -67,7 +79,81 @@ async def create_upload(
     },
 )
 async def complete_upload(
+    file_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    storage: StorageDep,
+    body: CompleteUpload | None = None,
+) -> FileOut:
+    record = await files.get_file(session, principal.owner, file_id)
+    claimed = body.parts if body else None
+    return FileOut.of(await service.complete_upload(session, record, storage, claimed))
+
+
+@router.post(
+    "/{file_id}/parts",
+    response_model=PartUrls,
+    summary="Sign upload URLs for parts of a multipart upload",
+    description="Sign late and in batches (at most 1,000 parts per call): URLs expire. "
+    "Each URL stores exactly the part's `size` bytes; send its `headers` exactly.",
+    responses={
+        409: {
+            "model": ErrorBody,
+            "description": "Not a multipart upload, or no longer in progress.",
+        },
+        422: {
+            "model": ErrorBody,
+            "description": "Part numbers outside the upload, or a checksum missing.",
+        },
+    },
+)
+async def sign_parts(
+    file_id: uuid.UUID,
+    body: SignParts,
+    principal: PrincipalDep,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> PartUrls:
+    record = await files.get_file(session, principal.owner, file_id)
+    return multipart.sign_parts(record, body, storage, settings)
+
+
+@router.get(
+    "/{file_id}/parts",
+    response_model=UploadParts,
+    summary="The parts the store holds for an upload in progress (to resume it)",
+    responses={
+        409: {
+            "model": ErrorBody,
+            "description": "Not a multipart upload, no longer in progress, or its parts are "
+            "no longer in the store.",
+        },
+        503: {"model": ErrorBody, "description": "The store is unreachable."},
+    },
+)
+async def list_parts(
+    file_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep
+) -> UploadParts:
+    record = await files.get_file(session, principal.owner, file_id)
+    await session.commit()  # hold no registry lock while the store is asked
+    return await multipart.list_parts(record, storage)
+
+
+@router.delete(
+    "/{file_id}",
+    response_model=FileOut,
+    summary="Abort an upload in progress and free what the store holds for it (idempotent)",
+    responses={
+        409: {"model": ErrorBody, "description": "The upload is complete, failed or expired."},
+        503: {
+            "model": ErrorBody,
+            "description": "The store is unreachable; call again to finish freeing it.",
+        },
+    },
+)
+async def abort_upload(
     file_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep
 ) -> FileOut:
     record = await files.get_file(session, principal.owner, file_id)
-    return FileOut.of(await service.complete_upload(session, record, storage))
+    return FileOut.of(await multipart.abort_upload(session, record, storage))

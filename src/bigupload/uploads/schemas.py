@@ -11,7 +11,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    field_validator,
+)
 
 from bigupload.files.status import FileStatus
 
@@ -110,6 +118,23 @@ class CreateUpload(BaseModel):
     metadata: dict[StrictStr, StrictStr] = Field(
         default_factory=dict, description="Up to 32 string pairs, 8 KiB in all."
     )
+    multipart: StrictBool | None = Field(
+        default=None,
+        description="true: upload in parts whatever the size; false: one PUT (at most "
+        "MAX_SINGLE_PUT_SIZE); null: parts above MULTIPART_THRESHOLD.",
+    )
+    part_size: Annotated[int, Field(strict=True, gt=0)] | None = Field(
+        default=None,
+        validation_alias=AliasChoices("part_size", "partSize"),
+        description="Preferred part size in bytes; honoured within S3's limits (5 MiB to "
+        "5 GiB, at most 10,000 parts).",
+    )
+    part_checksums: StrictBool = Field(
+        default=False,
+        validation_alias=AliasChoices("part_checksums", "partChecksums"),
+        description="Multipart only: each part will be signed with its SHA-256, and the store "
+        "refuses a part whose bytes differ. Every part must then be signed with one.",
+    )
 
     @field_validator("filename")
     @classmethod
@@ -139,7 +164,7 @@ class CreateUpload(BaseModel):
         return value
 
 
-class UploadTicket(BaseModel):
+class SingleUploadTicket(BaseModel):
     """Where and how to send the bytes: make exactly this request before ``expires_at``."""
 
     id: uuid.UUID
@@ -152,3 +177,143 @@ class UploadTicket(BaseModel):
         description="Send these headers exactly as given: they are signed into the URL."
     )
     expires_at: datetime
+
+
+class MultipartUploadTicket(BaseModel):
+    """Upload in parts: sign part URLs with ``POST /uploads/{id}/parts``, then complete."""
+
+    id: uuid.UUID
+    key: str
+    bucket: str
+    status: FileStatus
+    method: Literal["multipart"]
+    upload_id: str
+    part_size: int = Field(description="Every part is this long, but the last.")
+    part_count: int
+    part_checksums: bool = Field(description="Every part must be signed with its SHA-256.")
+
+
+UploadTicket = Annotated[SingleUploadTicket | MultipartUploadTicket, Field(discriminator="method")]
+
+#: Part URLs signed by one request, at most.
+MAX_PARTS_PER_REQUEST = 1000
+
+
+class SignParts(BaseModel):
+    """Part numbers to sign upload URLs for, with each part's SHA-256 when the upload takes
+    checksums."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"part_numbers": [1, 2]},
+                {
+                    "part_numbers": [1],
+                    "checksums_sha256": {"1": "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="},
+                },
+            ]
+        },
+    )
+
+    part_numbers: list[Annotated[int, Field(strict=True, ge=1, le=10_000)]] = Field(
+        min_length=1,
+        max_length=MAX_PARTS_PER_REQUEST,
+        validation_alias=AliasChoices("part_numbers", "partNumbers"),
+    )
+    checksums_sha256: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("checksums_sha256", "checksumsSha256"),
+        description="Part number (as a string) to that part's SHA-256, hex or base64.",
+    )
+
+    @field_validator("part_numbers")
+    @classmethod
+    def _unique(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat a part number")
+        return value
+
+    @field_validator("checksums_sha256")
+    @classmethod
+    def _checksums(cls, value: dict[str, str]) -> dict[str, str]:
+        cleaned = {}
+        for number, digest in value.items():
+            if not number.isdigit():
+                raise ValueError("keys must be part numbers")
+            cleaned[str(int(number))] = base64.b64encode(decode_sha256(digest)).decode()
+        return cleaned
+
+    def checksum_of(self, part_number: int) -> bytes | None:
+        digest = self.checksums_sha256.get(str(part_number))
+        return base64.b64decode(digest) if digest else None
+
+
+class PartUrl(BaseModel):
+    part_number: int
+    size: int = Field(description="The part's exact length: send exactly this many bytes.")
+    method: Literal["PUT"] = "PUT"
+    url: str
+    headers: dict[str, str] = Field(
+        description="Send these headers exactly as given: they are signed into the URL."
+    )
+    expires_at: datetime
+
+
+class PartUrls(BaseModel):
+    upload_id: str
+    parts: list[PartUrl]
+
+
+class UploadedPart(BaseModel):
+    part_number: int
+    size: int
+    etag: str
+    checksum_sha256: str | None = Field(description="Hex SHA-256, when the part carried one.")
+
+
+class UploadParts(BaseModel):
+    """The parts the store holds for an upload in progress: send the others, then complete."""
+
+    id: uuid.UUID
+    upload_id: str
+    part_size: int
+    part_count: int
+    parts: list[UploadedPart]
+
+
+class ClaimedPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    part_number: Annotated[int, Field(strict=True, ge=1, le=10_000)] = Field(
+        validation_alias=AliasChoices("part_number", "PartNumber", "partNumber")
+    )
+    etag: StrictStr = Field(max_length=128, validation_alias=AliasChoices("etag", "ETag", "Etag"))
+
+    @field_validator("etag")
+    @classmethod
+    def _etag(cls, value: str) -> str:
+        return normalize_etag(value)
+
+
+class CompleteUpload(BaseModel):
+    """Optional: the parts (number and ETag) the client sent; each must match the store's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parts: list[ClaimedPart] | None = Field(default=None, max_length=10_000)
+
+    @field_validator("parts")
+    @classmethod
+    def _unique(cls, value: list[ClaimedPart] | None) -> list[ClaimedPart] | None:
+        if value is not None and len({part.part_number for part in value}) != len(value):
+            raise ValueError("must not repeat a part number")
+        return value
+
+
+def normalize_etag(value: str) -> str:
+    """An ETag with its quotes, as S3 answers it, whether it came quoted or not."""
+    bare = value.strip().removeprefix("W/").strip('"')
+    if not bare or any(ch in bare for ch in '"\\') or not bare.isprintable():
+        raise ValueError("is not an ETag")
+    return f'"{bare}"'

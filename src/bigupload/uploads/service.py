@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 
@@ -13,7 +14,6 @@ from bigupload.errors import (
     AppError,
     Conflict,
     PayloadTooLarge,
-    StorageFailure,
     StorageUnavailable,
     UnsupportedMediaType,
 )
@@ -21,8 +21,23 @@ from bigupload.files import repository
 from bigupload.files.inserter import FileInserter
 from bigupload.files.models import FileRecord
 from bigupload.files.status import READABLE, FileStatus
-from bigupload.storage.base import Storage, StorageError, StorageUnreachable, StoredObject
-from bigupload.uploads.schemas import CreateUpload, UploadTicket
+from bigupload.storage.base import (
+    PartsRejected,
+    Storage,
+    StorageError,
+    StorageUnreachable,
+    StoredObject,
+    UploadNotFound,
+)
+from bigupload.uploads import multipart
+from bigupload.uploads.schemas import (
+    ClaimedPart,
+    CreateUpload,
+    MultipartUploadTicket,
+    SingleUploadTicket,
+)
+from bigupload.uploads.sizing import PartSizer
+from bigupload.uploads.storecalls import store_errors
 
 log = logging.getLogger("bigupload.uploads")
 
@@ -33,7 +48,14 @@ def object_key(owner: str, file_id: uuid.UUID) -> str:
     return f"uploads/{owner}/{now:%Y}/{now:%m}/{file_id}"
 
 
-def check_limits(request: CreateUpload, settings: Settings) -> None:
+def wants_multipart(request: CreateUpload, settings: Settings) -> bool:
+    """Parts when asked for, or above the threshold unless a single PUT was asked for."""
+    if request.multipart is not None:
+        return request.multipart
+    return request.size > min(settings.multipart_threshold, settings.max_single_put_size)
+
+
+def check_limits(request: CreateUpload, settings: Settings, *, multipart: bool) -> None:
     if not settings.content_type_allowed(request.content_type):
         raise UnsupportedMediaType(
             f"files of type {request.content_type!r} are not accepted",
@@ -44,9 +66,10 @@ def check_limits(request: CreateUpload, settings: Settings) -> None:
             f"the file is larger than the {settings.max_file_size}-byte limit",
             details={"max_size": settings.max_file_size},
         )
-    if request.size > settings.max_single_put_size:
+    if not multipart and request.size > settings.max_single_put_size:
         raise PayloadTooLarge(
-            f"a single upload can hold at most {settings.max_single_put_size} bytes",
+            f"a single upload can hold at most {settings.max_single_put_size} bytes: "
+            "upload it in parts",
             details={"max_single_put_size": settings.max_single_put_size},
         )
 
@@ -58,10 +81,11 @@ async def create_upload(
     request: CreateUpload,
     storage: Storage,
     settings: Settings,
-) -> UploadTicket:
+) -> SingleUploadTicket | MultipartUploadTicket:
     """Record the file and sign its ticket: the ticket is answered only once the record is
     committed, and a ticket that cannot be signed leaves no record."""
-    check_limits(request, settings)
+    multipart = wants_multipart(request, settings)
+    check_limits(request, settings, multipart=multipart)
     file_id = uuid.uuid4()
     now = clock.now()
     record = FileRecord(
@@ -75,9 +99,12 @@ async def create_upload(
         checksum_sha256=request.checksum_sha256,
         status=FileStatus.PENDING.value,
         user_metadata=request.metadata,
+        part_checksums=multipart and request.part_checksums,
         created_at=now,
         updated_at=now,
     )
+    if multipart:
+        return await _create_multipart(session, inserter, record, request, storage, settings)
     try:
         ticket = storage.presign_put(
             record.key,
@@ -92,7 +119,7 @@ async def create_upload(
         raise StorageUnavailable(str(exc)) from exc
     await session.commit()  # hold no registry connection while the shared insert runs
     await inserter.insert(record)
-    return UploadTicket(
+    return SingleUploadTicket(
         id=record.id,
         key=record.key,
         bucket=record.bucket,
@@ -104,24 +131,50 @@ async def create_upload(
     )
 
 
-async def _stored(storage: Storage, record: FileRecord) -> StoredObject | None:
+async def _create_multipart(
+    session: AsyncSession,
+    inserter: FileInserter,
+    record: FileRecord,
+    request: CreateUpload,
+    storage: Storage,
+    settings: Settings,
+) -> MultipartUploadTicket:
+    sizer = PartSizer(default_part_size=settings.part_size)
+    record.part_size = sizer.part_size(request.size, request.part_size)
+    await session.commit()  # hold no registry connection while the store is asked
+    with store_errors("begin the upload"):
+        record.multipart_upload_id = await storage.create_multipart(
+            record.key, content_type=record.content_type, checksum_sha256=record.part_checksums
+        )
     try:
+        await inserter.insert(record)
+    except BaseException:
+        with contextlib.suppress(StorageError):  # leave no parts nobody can find
+            await storage.abort_multipart(record.key, record.multipart_upload_id)
+        raise
+    return MultipartUploadTicket(
+        id=record.id,
+        key=record.key,
+        bucket=record.bucket,
+        status=FileStatus.PENDING,
+        method="multipart",
+        upload_id=record.multipart_upload_id,
+        part_size=record.part_size,
+        part_count=sizer.part_count(request.size, record.part_size),
+        part_checksums=record.part_checksums,
+    )
+
+
+async def _stored(storage: Storage, record: FileRecord) -> StoredObject | None:
+    with store_errors("describe the object"):
         return await storage.stat(record.key, with_checksum=record.checksum_sha256 is not None)
-    except StorageUnreachable as exc:
-        raise StorageUnavailable() from exc
-    except StorageError as exc:
-        raise StorageFailure(f"the store could not describe the object: {exc}") from exc
 
 
 async def _stored_checksum(storage: Storage, stored: StoredObject) -> str:
     if stored.checksum_sha256:
         return stored.checksum_sha256
-    try:
+    with store_errors("read the object"):
         return (await storage.sha256(stored.key)).hex()
-    except StorageUnreachable as exc:
-        raise StorageUnavailable() from exc
-    except StorageError as exc:
-        raise StorageFailure(f"the store could not read the object: {exc}") from exc
 
 
 def _settled(record: FileRecord) -> FileRecord:
@@ -153,18 +206,65 @@ async def _fail(
     return AppError(reason, code=code, status=422, details=details)
 
 
+async def _join_parts(
+    session: AsyncSession,
+    record: FileRecord,
+    storage: Storage,
+    claimed: list[ClaimedPart] | None,
+) -> StoredObject | None:
+    """Complete the store's multipart upload from the parts it holds; ``None`` if there is
+    nothing to complete because a racing call already did."""
+    assert record.multipart_upload_id is not None
+    try:
+        held = await multipart.stored_parts(record, storage)
+    except Conflict as exc:
+        if exc.code != "upload_not_in_store" or await _stored(storage, record) is None:
+            raise
+        return None  # completed by a racing call: verify what it made
+    parts = multipart.parts_to_complete(record, held, claimed)
+    with store_errors("complete the upload"):
+        try:
+            return await storage.complete_multipart(record.key, record.multipart_upload_id, parts)
+        except UploadNotFound:
+            if await _stored(storage, record) is None:
+                await repository.refresh(session, record)
+                if FileStatus(record.status) != FileStatus.PENDING:
+                    _settled(record)
+                raise multipart.gone(record) from None
+            return None
+        except PartsRejected as exc:
+            raise AppError(
+                f"the store refused the parts: {exc.message}",
+                code="parts_rejected",
+                status=422,
+                details={"store_code": exc.code},
+            ) from None
+
+
 async def complete_upload(
-    session: AsyncSession, record: FileRecord, storage: Storage
+    session: AsyncSession,
+    record: FileRecord,
+    storage: Storage,
+    claimed: list[ClaimedPart] | None = None,
 ) -> FileRecord:
     """Confirm the upload against the store: present, of the declared size and checksum.
 
+    A multipart upload is first completed in the store from the parts the store holds.
     Idempotent: a confirmed file answers as it is. Of two racing calls one records the change
     and the other answers the same file. The registry is not held while the store is asked.
     """
     if FileStatus(record.status) != FileStatus.PENDING:
         return _settled(record)
+    if claimed is not None and record.multipart_upload_id is None:
+        raise AppError(
+            "parts were named, but this file is uploaded with one PUT",
+            code="not_multipart",
+            status=422,
+        )
     await session.commit()
 
+    if record.multipart_upload_id is not None:
+        await _join_parts(session, record, storage, claimed)
     stored = await _stored(storage, record)
     if stored is None:
         raise Conflict(
@@ -200,6 +300,10 @@ async def complete_upload(
     )
     if not moved:
         await repository.refresh(session, record)
+        if FileStatus(record.status) == FileStatus.ABORTED:
+            # Aborted while its parts were being joined: the object must not outlive it.
+            with store_errors("remove the aborted upload's object"):
+                await storage.delete(record.key)
         return _settled(record)
     log.info("upload %s confirmed: %d bytes key=%s", record.id, stored.size, record.key)
     return record

@@ -3,13 +3,20 @@
 Layout under ``root`` (``<h>`` is the SHA-256 of the key, see :mod:`.paths`)::
 
     objects/<h>            the bytes
-    meta/<h>.json          the key, content type, size, SHA-256 and ETag (MD5, as S3 makes it)
+    meta/<h>.json          the key, content type, size, SHA-256 and ETag (MD5 as S3 makes it;
+                           for a multipart object, S3's ``"<md5 of part MD5s>-<parts>"``)
+    multipart/<id>/        a multipart upload in progress and its parts (see :mod:`.multipart`)
     tmp/                   uploads in flight; an upload becomes visible only by a link
 
 A PUT streams into ``tmp/``, is checked against what its URL allows (length, type, checksum)
 and is then linked into place, so a refused or interrupted upload leaves nothing behind. As
 with S3's ``If-None-Match: *``, an upload never replaces a stored object: a replayed URL is
 refused with 412.
+
+Multipart uploads follow S3: a part URL (``?uploadId=..&partNumber=..&token=..``) stores one
+part of exactly its signed length (and SHA-256, if signed), replacing an earlier upload of that
+part; completing joins the named parts into the object in a worker thread, streaming, and never
+replaces a stored object either.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -30,13 +37,28 @@ import anyio
 
 from bigupload import clock
 from bigupload.storage.base import (
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    CompletedPart,
+    MultipartUpload,
     ObjectNotFound,
+    PartToSign,
     PresignedRequest,
+    StorageError,
     StorageUnreachable,
     StoredObject,
+    StoredPart,
+    UploadNotFound,
+)
+from bigupload.storage.keys import validate_key
+from bigupload.storage.local.multipart import (
+    OpenUpload,
+    Uploads,
+    is_upload_id,
+    requires_checksum,
 )
 from bigupload.storage.local.paths import path_for
-from bigupload.storage.local.tokens import GetGrant, PutGrant, TokenSigner
+from bigupload.storage.local.tokens import GetGrant, PartGrant, PutGrant, TokenSigner
 
 #: Bytes gathered before one write to disk (off the event loop).
 WRITE_BUFFER = 1024 * 1024
@@ -56,17 +78,29 @@ class UploadRejected(Exception):
 class _Sink:
     """A temporary file being written, with its running digests."""
 
-    def __init__(self, handle: IO[bytes]) -> None:
+    def __init__(self, handle: IO[bytes], path: Path) -> None:
         self.handle = handle
+        self.path = path
         self.size = 0
         self.sha256 = hashlib.sha256()
         self.md5 = hashlib.md5()  # noqa: S324  (S3's ETag, not a security digest)
+
+    @classmethod
+    def create(cls, directory: Path) -> _Sink:
+        path = directory / uuid.uuid4().hex
+        return cls(path.open("xb"), path)
 
     def write(self, data: bytes) -> None:
         self.handle.write(data)
         self.sha256.update(data)
         self.md5.update(data)
         self.size += len(data)
+
+    def close(self) -> None:
+        """Flush the bytes to disk and close the file (before it is moved into place)."""
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
 
 
 class LocalStorage:
@@ -80,8 +114,10 @@ class LocalStorage:
         self.objects = self.root / "objects"
         self.meta = self.root / "meta"
         self.tmp = self.root / "tmp"
-        for directory in (self.objects, self.meta, self.tmp):
+        self.multipart = self.root / "multipart"
+        for directory in (self.objects, self.meta, self.tmp, self.multipart):
             directory.mkdir(parents=True, exist_ok=True)
+        self.uploads = Uploads(self.multipart, self.tmp)
 
     # -- signing ---------------------------------------------------------------------------
 
@@ -114,6 +150,41 @@ class LocalStorage:
         token = self.signer.sign_get(GetGrant(key, filename, content_type), expires_at)
         return PresignedRequest("GET", self._url(key, token), expires_at)
 
+    def presign_parts(
+        self, key: str, upload_id: str, parts: Sequence[PartToSign], *, expires_in: int
+    ) -> list[PresignedRequest]:
+        validate_key(key)
+        if not is_upload_id(upload_id):
+            raise ValueError("not an upload id of this store")
+        checksum_required = requires_checksum(upload_id)
+        specs: list[tuple[int, int, str | None]] = []
+        for part in parts:
+            number, size, digest = part.part_number, part.size, part.checksum_sha256
+            if type(number) is not int or not 1 <= number <= MAX_PARTS:
+                raise ValueError(f"part numbers run from 1 to {MAX_PARTS}, not {number!r}")
+            if type(size) is not int or not 0 <= size <= MAX_PART_SIZE:
+                raise ValueError(f"a part has 0 to {MAX_PART_SIZE} bytes, not {size!r}")
+            if digest is None:
+                if checksum_required:
+                    raise ValueError("the upload takes SHA-256 checksums: sign every part's")
+                specs.append((number, size, None))
+            elif len(digest) != hashlib.sha256().digest_size:
+                raise ValueError("a SHA-256 digest has 32 bytes")
+            else:
+                specs.append((number, size, base64.b64encode(digest).decode()))
+        expires_at = _expiry(expires_in)
+        tokens = self.signer.sign_parts(key, upload_id, specs, expires_at)
+        base = f"{self.public_url}/store/{quote(key, safe='/')}?uploadId={upload_id}&partNumber="
+        return [
+            PresignedRequest(
+                "PUT",
+                f"{base}{number}&token={token}",
+                expires_at,
+                {"x-amz-checksum-sha256": checksum} if checksum else {},
+            )
+            for (number, _, checksum), token in zip(specs, tokens, strict=True)
+        ]
+
     # -- receiving -------------------------------------------------------------------------
 
     async def receive(
@@ -142,16 +213,32 @@ class LocalStorage:
         meta_path = path_for(self.meta, grant.key, ".json")
         if await anyio.to_thread.run_sync(target.exists):
             raise _already_stored()
-        tmp_path = self.tmp / uuid.uuid4().hex
-        handle = await anyio.to_thread.run_sync(tmp_path.open, "xb")
-        sink = _Sink(handle)
-        committed = False
+        async with self._spooled(body, size=grant.size, checksum=grant.checksum_sha256) as sink:
+            stored = StoredObject(
+                key=grant.key,
+                size=sink.size,
+                etag=f'"{sink.md5.hexdigest()}"',
+                content_type=grant.content_type,
+                checksum_sha256=sink.sha256.hexdigest(),
+                last_modified=clock.now(),
+            )
+            await anyio.to_thread.run_sync(self._commit, sink, target, meta_path, stored)
+            return stored
+
+    @contextlib.asynccontextmanager
+    async def _spooled(
+        self, body: AsyncIterator[bytes], *, size: int, checksum: str | None
+    ) -> AsyncIterator[_Sink]:
+        """``body`` in a new file in ``tmp/``, refused unless it is exactly ``size`` bytes (of
+        SHA-256 ``checksum``, base64, if given). The file is gone afterwards unless the caller
+        moved it away."""
+        sink = await anyio.to_thread.run_sync(_Sink.create, self.tmp)
         try:
             buffer = bytearray()
             async for chunk in body:
-                if sink.size + len(buffer) + len(chunk) > grant.size:
+                if sink.size + len(buffer) + len(chunk) > size:
                     raise UploadRejected(
-                        400, "size_mismatch", f"body is longer than the signed {grant.size} bytes"
+                        400, "size_mismatch", f"body is longer than the signed {size} bytes"
                     )
                 buffer += chunk
                 if len(buffer) >= WRITE_BUFFER:
@@ -159,45 +246,37 @@ class LocalStorage:
                     buffer.clear()
             if buffer:
                 await anyio.to_thread.run_sync(sink.write, bytes(buffer))
-            if sink.size != grant.size:
+            if sink.size != size:
                 raise UploadRejected(
                     400,
                     "size_mismatch",
-                    f"body has {sink.size} bytes, the URL was signed for {grant.size}",
+                    f"body has {sink.size} bytes, the URL was signed for {size}",
                 )
-            sha = sink.sha256.digest()
-            if grant.checksum_sha256 and base64.b64encode(sha).decode() != grant.checksum_sha256:
+            if checksum and base64.b64encode(sink.sha256.digest()).decode() != checksum:
                 raise UploadRejected(
                     400, "checksum_mismatch", "the body's SHA-256 differs from the signed checksum"
                 )
-            stored = StoredObject(
-                key=grant.key,
-                size=sink.size,
-                etag=f'"{sink.md5.hexdigest()}"',
-                content_type=grant.content_type,
-                checksum_sha256=sha.hex(),
-                last_modified=clock.now(),
-            )
-            await anyio.to_thread.run_sync(
-                self._commit, handle, tmp_path, target, meta_path, stored
-            )
-            committed = True
-            return stored
+            yield sink
         finally:
-            if not committed:
-                await anyio.to_thread.run_sync(_discard, handle, tmp_path)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_discard, sink.handle, sink.path)
 
-    def _commit(
-        self, handle: IO[bytes], tmp_path: Path, target: Path, meta_path: Path, obj: StoredObject
-    ) -> None:
-        handle.flush()
-        os.fsync(handle.fileno())
-        handle.close()
-        target.parent.mkdir(parents=True, exist_ok=True)
+    def _commit(self, sink: _Sink, target: Path, meta_path: Path, obj: StoredObject) -> None:
+        sink.close()
         try:
-            os.link(tmp_path, target)  # atomic, and refuses to replace: the first upload wins
+            self._publish(sink.path, target, meta_path, obj)
         except FileExistsError:
             raise _already_stored() from None
+
+    def _publish(
+        self, tmp_path: Path, target: Path, meta_path: Path, obj: StoredObject, **extra: str
+    ) -> None:
+        """Link the bytes at ``tmp_path`` into place, then write their metadata.
+
+        Raises :class:`FileExistsError`, and changes nothing, if an object is stored there.
+        """
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(tmp_path, target)  # atomic, and refuses to replace: the first upload wins
         tmp_path.unlink()
         meta = {
             "key": obj.key,
@@ -206,11 +285,119 @@ class LocalStorage:
             "content_type": obj.content_type,
             "sha256": obj.checksum_sha256,
             "last_modified": obj.last_modified.isoformat() if obj.last_modified else None,
+            **extra,
         }
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         meta_tmp = self.tmp / (uuid.uuid4().hex + ".json")
         meta_tmp.write_text(json.dumps(meta))
         os.replace(meta_tmp, meta_path)
+
+    async def receive_part(
+        self, grant: PartGrant, body: AsyncIterator[bytes], *, content_length: int | None
+    ) -> StoredPart:
+        """Store ``body`` as the grant's part if it is exactly what the grant allows."""
+        if content_length is not None and content_length != grant.size:
+            raise UploadRejected(
+                403, "size_mismatch", f"Content-Length must be {grant.size}, as signed into the URL"
+            )
+        upload = await anyio.to_thread.run_sync(self._upload_info, grant.key, grant.upload_id)
+        if upload.checksum_sha256 and grant.checksum_sha256 is None:
+            raise UploadRejected(
+                403, "checksum_required", "this upload takes parts signed with their SHA-256 only"
+            )
+        async with self._spooled(body, size=grant.size, checksum=grant.checksum_sha256) as sink:
+            fields = {
+                "size": sink.size,
+                "etag": f'"{sink.md5.hexdigest()}"',
+                "checksum_sha256": grant.checksum_sha256,
+                "last_modified": clock.now().isoformat(),
+            }
+            part = await anyio.to_thread.run_sync(self._store_part, grant, sink, fields)
+        return part
+
+    def _upload_info(self, key: str, upload_id: str) -> OpenUpload:
+        self._ensure_multipart()
+        return self.uploads.info(key, upload_id)
+
+    def _store_part(self, grant: PartGrant, sink: _Sink, fields: dict[str, Any]) -> StoredPart:
+        sink.close()
+        with self.uploads.locked(grant.key, grant.upload_id, exclusive=True) as upload:
+            return upload.put_part(grant.part_number, sink.path, fields).stored()
+
+    # -- multipart uploads -----------------------------------------------------------------
+
+    async def create_multipart(
+        self, key: str, *, content_type: str, checksum_sha256: bool = False
+    ) -> str:
+        def create() -> str:
+            self._ensure_multipart()
+            path_for(self.objects, key)
+            return self.uploads.create(
+                key, content_type=content_type, checksum_sha256=checksum_sha256, now=clock.now()
+            )
+
+        return await anyio.to_thread.run_sync(create)
+
+    async def list_parts(self, key: str, upload_id: str) -> list[StoredPart]:
+        def parts() -> list[StoredPart]:
+            self._ensure_multipart()
+            validate_key(key)
+            with self.uploads.locked(key, upload_id, exclusive=False) as upload:
+                return [record.stored() for _, record in sorted(upload.parts().items())]
+
+        return await anyio.to_thread.run_sync(parts)
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[CompletedPart]
+    ) -> StoredObject:
+        return await anyio.to_thread.run_sync(self._complete, key, upload_id, list(parts))
+
+    def _complete(self, key: str, upload_id: str, named: list[CompletedPart]) -> StoredObject:
+        self._ensure_multipart()
+        target, meta_path = path_for(self.objects, key), path_for(self.meta, key, ".json")
+        with self.uploads.locked(key, upload_id, exclusive=True) as upload:
+            chosen = upload.choose(named)
+            existing = self._read_meta(key)
+            if existing is not None:
+                if existing.get("upload_id") == upload_id:
+                    # An earlier call made the object and stopped before ending the upload.
+                    upload.remove()
+                    raise UploadNotFound(upload_id)
+                raise _object_exists(key)
+            assembled = upload.assemble(chosen)
+            stored = StoredObject(
+                key=key,
+                size=assembled.size,
+                etag=assembled.etag,
+                content_type=upload.content_type,
+                checksum_sha256=assembled.sha256_hex,
+                last_modified=clock.now(),
+            )
+            try:
+                self._publish(assembled.path, target, meta_path, stored, upload_id=upload_id)
+            except FileExistsError:
+                raise _object_exists(key) from None
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    assembled.path.unlink()
+            upload.remove()
+            return stored
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        def abort() -> None:
+            self._ensure_multipart()
+            validate_key(key)
+            with self.uploads.locked(key, upload_id, exclusive=True) as upload:
+                upload.remove()
+
+        await anyio.to_thread.run_sync(abort)
+
+    async def list_multipart_uploads(self, prefix: str = "") -> list[MultipartUpload]:
+        def uploads() -> list[MultipartUpload]:
+            self._ensure_multipart()
+            return self.uploads.in_progress(prefix)
+
+        return await anyio.to_thread.run_sync(uploads)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -279,6 +466,11 @@ class LocalStorage:
         if not self.objects.is_dir() or not os.access(self.objects, os.W_OK):
             raise StorageUnreachable(f"the local store at {self.root} is missing or read-only")
 
+    def _ensure_multipart(self) -> None:
+        self._ensure_root()
+        if not self.multipart.is_dir() or not self.tmp.is_dir():
+            raise StorageUnreachable(f"the local store at {self.root} is missing or read-only")
+
     async def check(self) -> None:
         self._ensure_root()
 
@@ -292,6 +484,12 @@ def _already_stored() -> UploadRejected:
         "object_exists",
         "an object is already stored under this key: an upload URL stores one object, once",
     )
+
+
+def _object_exists(key: str) -> StorageError:
+    # As S3 answers CompleteMultipartUpload with If-None-Match: * (412 PreconditionFailed):
+    # the object stays, and so does the upload, which the caller may abort.
+    return StorageError(f"an object is already stored under {key!r}; the upload was kept")
 
 
 def _expiry(expires_in: int) -> datetime:

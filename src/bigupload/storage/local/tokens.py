@@ -1,12 +1,23 @@
 """Signed tokens for the local store's URLs: each names the key and everything it allows.
 
 A PUT token carries the key, content type, length, optional SHA-256 and expiry; a GET token
-the key, the filename to present and the expiry. They are HS256 JWTs with an audience per
-purpose, so a download link can never be replayed as an upload link.
+the key, the filename to present and the expiry; a part token the key, the multipart upload's
+id, the part number, the length, optional SHA-256 and expiry. They are HS256 JWTs with an
+audience per purpose, so a download link can never be replayed as an upload link, nor a part
+link as a whole-object one.
+
+Part tokens come by the thousand (one per part of a large file), so :meth:`TokenSigner.sign_parts`
+builds them without PyJWT: the header segment is encoded once, the payload is assembled from
+JSON-encoded pieces, and the signature is one HMAC-SHA256 of ``header.payload``: a standard
+HS256 JWT, verified by PyJWT like the others (about 3 us a token, against 20 through PyJWT).
 """
 
 from __future__ import annotations
 
+import base64
+import hmac
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +27,9 @@ from bigupload import clock
 
 PUT_AUDIENCE = "bigupload:store:put"
 GET_AUDIENCE = "bigupload:store:get"
+PART_AUDIENCE = "bigupload:store:part"
 _ALGORITHM = "HS256"
+_HEADER_SEGMENT = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=") + b"."
 
 
 class TokenExpired(Exception):
@@ -36,6 +49,15 @@ class PutGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class PartGrant:
+    key: str
+    upload_id: str
+    part_number: int
+    size: int
+    checksum_sha256: str | None  # base64, as S3 takes it
+
+
+@dataclass(frozen=True, slots=True)
 class GetGrant:
     key: str
     filename: str
@@ -45,6 +67,7 @@ class GetGrant:
 class TokenSigner:
     def __init__(self, secret: str) -> None:
         self._secret = secret
+        self._secret_bytes = secret.encode("utf-8")
 
     def sign_put(self, grant: PutGrant, expires_at: datetime) -> str:
         claims = {
@@ -67,6 +90,39 @@ class TokenSigner:
             "exp": int(expires_at.timestamp()),
         }
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def sign_parts(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Iterable[tuple[int, int, str | None]],
+        expires_at: datetime,
+    ) -> list[str]:
+        """One token per ``(part number, size, base64 SHA-256 or None)``, in order.
+
+        The caller has validated every value: ``upload_id`` is URL- and JSON-safe, numbers
+        and sizes are ints, checksums are base64 (no character JSON would escape).
+        """
+        prefix = (
+            f'{{"aud":"{PART_AUDIENCE}","key":{json.dumps(key)},"uid":"{upload_id}",'
+            f'"exp":{int(expires_at.timestamp())},"pn":'
+        )
+        secret, header, encode, digest = (
+            self._secret_bytes,
+            _HEADER_SEGMENT,
+            base64.urlsafe_b64encode,
+            hmac.digest,
+        )
+        tokens = []
+        for number, size, checksum in parts:
+            if checksum is None:
+                payload = f'{prefix}{number},"len":{size}}}'
+            else:
+                payload = f'{prefix}{number},"len":{size},"sha":"{checksum}"}}'
+            signing_input = header + encode(payload.encode()).rstrip(b"=")
+            signature = encode(digest(secret, signing_input, "sha256")).rstrip(b"=")
+            tokens.append((signing_input + b"." + signature).decode("ascii"))
+        return tokens
 
     def _decode(self, token: str, audience: str, key: str) -> dict[str, object]:
         try:
@@ -102,3 +158,17 @@ class TokenSigner:
         if not isinstance(filename, str) or not isinstance(content_type, str):
             raise TokenInvalid("token lacks its filename")
         return GetGrant(key, filename, content_type)
+
+    def verify_part(self, token: str, key: str, upload_id: str, part_number: str) -> PartGrant:
+        """The part the token allows, if it was signed for this key, upload and part number.
+
+        ``upload_id`` and ``part_number`` are the URL's query values, as sent: a token signed
+        for one part is refused for any other.
+        """
+        claims = self._decode(token, PART_AUDIENCE, key)
+        uid, number, size, sha = (claims.get(n) for n in ("uid", "pn", "len", "sha"))
+        if not isinstance(uid, str) or not isinstance(number, int) or not isinstance(size, int):
+            raise TokenInvalid("token lacks its constraints")
+        if uid != upload_id or str(number) != part_number:
+            raise TokenInvalid("token is for another upload or part")
+        return PartGrant(key, uid, number, size, sha if isinstance(sha, str) else None)

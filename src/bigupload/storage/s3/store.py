@@ -6,9 +6,16 @@ and runs inline; every network call runs in a worker thread, never on the event 
 Upload URLs sign ``Content-Type``, ``Content-Length``, the checksum when declared, and
 ``If-None-Match: *``: the store refuses another body, and refuses a replay once an object exists.
 
-Permissions the credentials need on the bucket (IAM actions): ``s3:PutObject``,
-``s3:GetObject``, ``s3:DeleteObject`` and ``s3:ListBucket`` (a HEAD of a missing key answers 404
-rather than 403 only with ListBucket). Objects live under ``uploads/<owner>/<yyyy>/<mm>/<uuid>``.
+Multipart uploads: part URLs sign ``Content-Length`` (the part's exact size) and, when the
+upload takes checksums, the part's ``x-amz-checksum-sha256``; they are signed in bulk by
+:mod:`bigupload.storage.s3.presign` (about 5 µs each instead of botocore's 210 µs), which checks
+its first URL of each batch against botocore's.
+
+Permissions the credentials need on the bucket (IAM actions): ``s3:PutObject`` (also needed for
+CreateMultipartUpload, UploadPart and CompleteMultipartUpload), ``s3:GetObject``,
+``s3:DeleteObject``, ``s3:ListBucket`` (a HEAD of a missing key answers 404 rather than 403 only
+with ListBucket), ``s3:AbortMultipartUpload``, ``s3:ListMultipartUploadParts`` and
+``s3:ListBucketMultipartUploads``. Objects live under ``uploads/<owner>/<yyyy>/<mm>/<uuid>``.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable
-from datetime import timedelta
+import operator
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal, TypeVar
 
@@ -39,14 +47,23 @@ from botocore.exceptions import (
 
 from bigupload import clock
 from bigupload.storage.base import (
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    CompletedPart,
+    MultipartUpload,
     ObjectNotFound,
+    PartsRejected,
+    PartToSign,
     PresignedRequest,
     StorageError,
     StorageUnreachable,
     StoredObject,
+    StoredPart,
+    UploadNotFound,
 )
 from bigupload.storage.disposition import content_disposition
 from bigupload.storage.keys import validate_key
+from bigupload.storage.s3.presign import UploadPart, presign_upload_parts
 
 T = TypeVar("T")
 
@@ -60,6 +77,9 @@ _UNREACHABLE = (
 )
 _AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken"}
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+#: What CompleteMultipartUpload answers when it refuses the parts it was given. InvalidRequest
+#: covers a missing per-part checksum on an upload that takes checksums, and an empty list.
+_PARTS_CODES = {"EntityTooSmall", "InvalidPart", "InvalidPartOrder", "InvalidRequest"}
 _READ_CHUNK = 1024 * 1024
 
 
@@ -83,6 +103,27 @@ def build_client(
     )
     session = boto3.session.Session()
     return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+def _server_error(exc: StorageError) -> bool:
+    """Whether ``exc`` is the store's 5xx answer (after botocore's retries)."""
+    cause = exc.__cause__
+    if not isinstance(cause, ClientError):
+        return False
+    status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return int(status) >= 500
+
+
+def _b64(digest: bytes | None) -> str | None:
+    if digest is None:
+        return None
+    if len(digest) != 32:
+        raise ValueError("a SHA-256 digest is 32 bytes")
+    return base64.b64encode(digest).decode()
 
 
 def _hex_from_b64(value: str | None) -> str | None:
@@ -161,6 +202,9 @@ class S3Storage:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in _MISSING_CODES:
                 raise ObjectNotFound(kwargs.get("Key", "")) from exc
+            if code == "NoSuchUpload":
+                upload_id = kwargs.get("UploadId", "")
+                raise UploadNotFound(f"no upload {upload_id!r} in progress") from exc
             if code in _AUTH_CODES:
                 raise StorageUnreachable(f"S3 refused bigupload's credentials ({code})") from exc
             if code == "NoSuchBucket":
@@ -206,6 +250,194 @@ class S3Storage:
     async def delete(self, key: str) -> None:
         validate_key(key)
         await self._call(self.client.delete_object, Bucket=self.bucket, Key=key)
+
+    # -- multipart uploads -------------------------------------------------------------------
+
+    async def create_multipart(
+        self, key: str, *, content_type: str, checksum_sha256: bool = False
+    ) -> str:
+        validate_key(key)
+        extra = {"ChecksumAlgorithm": "SHA256"} if checksum_sha256 else {}
+        answer = await self._call(
+            self.client.create_multipart_upload,
+            Bucket=self.bucket,
+            Key=key,
+            ContentType=content_type,
+            **extra,
+        )
+        upload_id: str = answer["UploadId"]
+        return upload_id
+
+    def presign_parts(
+        self, key: str, upload_id: str, parts: Sequence[PartToSign], *, expires_in: int
+    ) -> list[PresignedRequest]:
+        """One PUT per part, in the order given.
+
+        Each URL signs ``Content-Length``, so the body must be exactly the part's ``size``
+        bytes (any HTTP client sets that header from the body); with ``checksum_sha256`` it also
+        signs ``x-amz-checksum-sha256``, which is in ``headers`` and must be sent as is. An
+        upload begun with ``checksum_sha256=True`` refuses a part without its checksum.
+        """
+        validate_key(key)
+        to_sign = []
+        for part in parts:
+            number, size = operator.index(part.part_number), operator.index(part.size)
+            if not 1 <= number <= MAX_PARTS:
+                raise ValueError(f"part numbers run from 1 to {MAX_PARTS}: {number}")
+            if not 0 <= size <= MAX_PART_SIZE:
+                raise ValueError(f"a part holds 0 to {MAX_PART_SIZE} bytes: {size}")
+            to_sign.append(UploadPart(number, size, _b64(part.checksum_sha256)))
+        expires_at = clock.now().replace(microsecond=0) + timedelta(seconds=expires_in)
+        try:
+            urls = presign_upload_parts(
+                self.client,
+                bucket=self.bucket,
+                key=key,
+                upload_id=upload_id,
+                parts=to_sign,
+                expires_in=expires_in,
+            )
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise StorageUnreachable("no S3 credentials are configured") from exc
+        return [
+            PresignedRequest(
+                "PUT",
+                url,
+                expires_at,
+                {"x-amz-checksum-sha256": part.checksum_sha256} if part.checksum_sha256 else {},
+            )
+            for part, url in zip(to_sign, urls, strict=True)
+        ]
+
+    async def list_parts(self, key: str, upload_id: str) -> list[StoredPart]:
+        validate_key(key)
+        parts: list[StoredPart] = []
+        marker: dict[str, int] = {}
+        while True:  # 1,000 parts per page, up to 10,000 parts
+            page = await self._call(
+                self.client.list_parts,
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                **marker,
+            )
+            parts.extend(
+                StoredPart(
+                    part_number=int(part["PartNumber"]),
+                    size=int(part["Size"]),
+                    etag=_quoted(part["ETag"]),
+                    checksum_sha256=part.get("ChecksumSHA256") or None,
+                    last_modified=part.get("LastModified"),
+                )
+                for part in page.get("Parts", [])
+            )
+            if not page.get("IsTruncated"):
+                break
+            following = int(page.get("NextPartNumberMarker") or 0)
+            if following <= marker.get("PartNumberMarker", 0):
+                raise StorageError("S3 ListParts answered a truncated page without a next marker")
+            marker = {"PartNumberMarker": following}
+        parts.sort(key=lambda part: part.part_number)
+        return parts
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[CompletedPart]
+    ) -> StoredObject:
+        validate_key(key)
+        if not parts:  # as S3 answers it (moto answers MalformedXML)
+            raise PartsRejected("InvalidRequest", "You must specify at least one part")
+        listed: list[dict[str, Any]] = []
+        for part in parts:
+            entry: dict[str, Any] = {"PartNumber": part.part_number, "ETag": part.etag}
+            if part.checksum_sha256:
+                entry["ChecksumSHA256"] = part.checksum_sha256
+            listed.append(entry)
+        try:
+            await self._call(
+                self.client.complete_multipart_upload,
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": listed},
+            )
+        except UploadNotFound:
+            raise
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError):
+                error = cause.response.get("Error", {})
+                code = str(error.get("Code", ""))
+                if code in _PARTS_CODES:
+                    raise PartsRejected(code, str(error.get("Message", code))) from cause
+            if _server_error(exc):
+                await self._raise_if_not_in_progress(key, upload_id, exc)
+            raise
+        head = await self._call(self.client.head_object, Bucket=self.bucket, Key=key)
+        return StoredObject(
+            key=key,
+            size=int(head["ContentLength"]),
+            etag=head.get("ETag"),
+            content_type=head.get("ContentType"),
+            checksum_sha256=None,  # S3's composite checksum is not the object's SHA-256
+            last_modified=head.get("LastModified"),
+        )
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        validate_key(key)
+        try:
+            await self._call(
+                self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id
+            )
+        except UploadNotFound:
+            raise
+        except StorageError as exc:
+            if _server_error(exc):
+                await self._raise_if_not_in_progress(key, upload_id, exc)
+            raise
+
+    async def _raise_if_not_in_progress(
+        self, key: str, upload_id: str, failure: StorageError
+    ) -> None:
+        """After a 5xx answer: raise UploadNotFound if the upload is not (or no longer) in
+        progress. moto answers 500 to CompleteMultipartUpload and UploadPart for an upload that
+        was aborted or never begun; on S3 a failed complete may have completed it."""
+        try:
+            await self._call(
+                self.client.list_parts, Bucket=self.bucket, Key=key, UploadId=upload_id, MaxParts=1
+            )
+        except UploadNotFound as exc:
+            raise exc from failure
+        except StorageError:
+            pass
+
+    async def list_multipart_uploads(self, prefix: str = "") -> list[MultipartUpload]:
+        uploads: list[MultipartUpload] = []
+        markers: dict[str, str] = {}
+        while True:  # 1,000 uploads per page
+            page = await self._call(
+                self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=prefix, **markers
+            )
+            uploads.extend(
+                MultipartUpload(
+                    key=upload["Key"],
+                    upload_id=upload["UploadId"],
+                    initiated=upload.get("Initiated"),
+                )
+                for upload in page.get("Uploads", [])
+            )
+            if not page.get("IsTruncated"):
+                break
+            following = {
+                "KeyMarker": page.get("NextKeyMarker") or "",
+                "UploadIdMarker": page.get("NextUploadIdMarker") or "",
+            }
+            if following == markers or not following["KeyMarker"]:
+                raise StorageError("S3 ListMultipartUploads answered no next marker")
+            markers = following
+        # S3 lists by key, then by initiation within a key: oldest first, whatever the key.
+        oldest = datetime.min.replace(tzinfo=UTC)
+        uploads.sort(key=lambda upload: upload.initiated or oldest)
+        return uploads
 
     async def check(self) -> None:
         try:
