@@ -544,3 +544,20 @@ async def test_deleting_a_file_in_progress_frees_its_parts(
     assert deleted.status_code == 204
     assert ticket["upload_id"] not in {u.upload_id for u in await storage.list_multipart_uploads()}
     assert (await alice.get(f"/api/v1/files/{ticket['id']}")).status_code == 404
+
+
+async def test_a_declared_checksum_is_verified_with_part_checksums_too(
+    alice: Caller, store_http: httpx.AsyncClient
+) -> None:
+    """The store's checksum of a joined object is one of its parts' checksums, never taken for
+    the file's SHA-256 (moto even drops the "-N" that marks it)."""
+    ticket = await begin(alice, checksum_sha256=sha256_hex(DATA), part_checksums=True)
+    digests = {str(n): hashlib.sha256(part_of(DATA, n)).hexdigest() for n in (1, 2, 3)}
+    signed = await sign(alice, ticket["id"], [1, 2, 3], checksums_sha256=digests)
+    for part in signed.json()["parts"]:
+        body = part_of(DATA, part["part_number"])
+        put = await store_http.put(part["url"], content=body, headers=part["headers"])
+        assert put.status_code == 200, put.text
+    done = await complete(alice, ticket["id"])
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "uploaded"

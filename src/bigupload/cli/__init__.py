@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bigupload.cli import db, keys, serve
+from bigupload.cli import db, files, keys, serve, transfer
 
 app = typer.Typer(
     name="bigupload",
@@ -14,6 +14,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("upload")(transfer.upload)
+app.command("download")(transfer.download)
+app.command("ls")(files.ls)
+app.command("info")(files.info)
+app.command("rm")(files.rm)
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
 

@@ -22,8 +22,17 @@ _INSERT_FILE = insert_stmt(cast(Table, FileRecord.__table__))
 _INSERT_EVENT = insert_stmt(cast(Table, FileEvent.__table__))
 
 
+def _value(record: FileRecord, attr: Any) -> Any:
+    """The attribute's value, or its column's scalar default when unset (as a flush would)."""
+    value = getattr(record, attr.key)
+    default = attr.columns[0].default
+    if value is None and default is not None and default.is_scalar:
+        return default.arg
+    return value
+
+
 def _rows(record: FileRecord) -> tuple[dict[str, Any], dict[str, Any]]:
-    file_row = {attr.columns[0].key: getattr(record, attr.key) for attr in _FILE_COLUMNS}
+    file_row = {attr.columns[0].key: _value(record, attr) for attr in _FILE_COLUMNS}
     event_row = {
         "file_id": record.id,
         "owner": record.owner,

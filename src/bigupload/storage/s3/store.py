@@ -220,12 +220,16 @@ class S3Storage:
             head = await self._call(self.client.head_object, Bucket=self.bucket, Key=key, **extra)
         except ObjectNotFound:
             return None
+        etag = head.get("ETag")
+        # An object joined from parts carries a checksum of its parts' checksums (some stores
+        # drop the "-N" that says so): never the SHA-256 of its bytes.
+        joined = head.get("ChecksumType") == "COMPOSITE" or "-" in (etag or "")
         return StoredObject(
             key=key,
             size=int(head["ContentLength"]),
-            etag=head.get("ETag"),
+            etag=etag,
             content_type=head.get("ContentType"),
-            checksum_sha256=_hex_from_b64(head.get("ChecksumSHA256")),
+            checksum_sha256=None if joined else _hex_from_b64(head.get("ChecksumSHA256")),
             last_modified=head.get("LastModified"),
         )
 
