@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,113 +11,16 @@ import httpx
 import pytest
 
 from tests.cli.helpers import (
-    BIGUPLOAD,
     INVALID_CONFIGURATIONS,
-    TIMEOUT,
     Result,
+    Server,
     bigupload,
-    clean_env,
     run_many,
 )
 from tests.support.net import free_port
 
-STOP_TIMEOUT = 15
 KEY_RE = re.compile(r"bu_[A-Za-z0-9_-]{43}")
 BANNER_KEY_RE = re.compile(r"^\s+(bu_[A-Za-z0-9_-]{43})\s*$")
-
-
-class Server:
-    """One ``bigupload serve`` process; its output is read as it comes, on two threads."""
-
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        self._lock = threading.Condition()
-        self._stdout: list[str] = []
-        self._stderr: list[str] = []
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [str(BIGUPLOAD), "serve", "--port", str(port)],
-            env=clean_env(data_dir),
-            cwd=data_dir.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-        )
-        assert self.process.stdout is not None and self.process.stderr is not None
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.process.stdout, self._stdout)),
-            threading.Thread(target=self._read, args=(self.process.stderr, self._stderr)),
-        ]
-        for reader in self._readers:
-            reader.daemon = True
-            reader.start()
-
-    def _read(self, stream: object, sink: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            with self._lock:
-                sink.append(line.rstrip("\n"))
-                self._lock.notify_all()
-        with self._lock:
-            self._lock.notify_all()
-
-    @property
-    def stderr(self) -> list[str]:
-        with self._lock:
-            return list(self._stderr)
-
-    @property
-    def stdout(self) -> list[str]:
-        with self._lock:
-            return list(self._stdout)
-
-    def wait_for_line(self, text: str) -> str:
-        """The first stderr line containing ``text``; fails if the process ends or hangs first."""
-        deadline = time.monotonic() + TIMEOUT
-        with self._lock:
-            while True:
-                for line in self._stderr:
-                    if text in line:
-                        return line
-                remaining = deadline - time.monotonic()
-                exited = self.process.poll() is not None and not any(
-                    reader.is_alive() for reader in self._readers
-                )
-                if exited or remaining <= 0:
-                    pytest.fail(
-                        f"serve never printed {text!r} (exit {self.process.poll()}):\n"
-                        + "\n".join(self._stderr)
-                    )
-                self._lock.wait(min(remaining, 0.5))
-
-    def wait_until_answering(self) -> None:
-        """Poll ``/health`` until the socket answers (uvicorn binds after the banner)."""
-        deadline = time.monotonic() + TIMEOUT
-        with httpx.Client(base_url=self.base_url, timeout=5, trust_env=False) as http:
-            while True:
-                if self.process.poll() is not None:
-                    pytest.fail("serve exited:\n" + "\n".join(self.stderr))
-                try:
-                    http.get("/health")
-                    return
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        pytest.fail("serve never answered:\n" + "\n".join(self.stderr))
-                    time.sleep(0.1)
-
-    def stop(self) -> None:
-        """Stop the process we started, by its PID: terminate, then kill after a bounded wait."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT)
-        for reader in self._readers:
-            reader.join(STOP_TIMEOUT)
 
 
 @pytest.fixture

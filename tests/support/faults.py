@@ -25,6 +25,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
@@ -93,8 +94,13 @@ class FaultPlan:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, port: int, plan: FaultPlan | None = None) -> None:
+    def __init__(
+        self, upstream: str, port: int, plan: FaultPlan | None = None, rate: float | None = None
+    ) -> None:
         parts = urlsplit(upstream)
+        #: Bytes per second each request body is relayed at, at most (``None``: at once): a
+        #: ceiling on an upload's speed, so that it is still running when a test stops it.
+        self.rate = rate
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self.port = port
@@ -218,7 +224,7 @@ class FaultProxy:
         up_reader, up_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
         try:
             up_writer.write(head)
-            await _pipe_body(reader, up_writer, length, corrupt=fault == "corrupt")
+            await _pipe_body(reader, up_writer, length, corrupt=fault == "corrupt", rate=self.rate)
             status, response_head, keep = await _read_response_head(up_reader)
             if fault == "drop_after":
                 await _relay_body(up_reader, None, response_head, method)
@@ -271,9 +277,14 @@ async def _skip(reader: asyncio.StreamReader, length: int) -> None:
 
 
 async def _pipe_body(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, length: int, corrupt: bool
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    length: int,
+    corrupt: bool,
+    rate: float | None = None,
 ) -> None:
     first = True
+    started, sent = time.monotonic(), 0
     while length > 0:
         chunk = await reader.read(min(_CHUNK, length))
         if not chunk:
@@ -284,6 +295,9 @@ async def _pipe_body(
         first = False
         writer.write(chunk)
         await writer.drain()
+        sent += len(chunk)
+        if rate:
+            await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
 
 
 async def _read_response_head(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:

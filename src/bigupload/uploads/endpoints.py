@@ -66,11 +66,13 @@ async def create_upload(
     responses={
         409: {
             "model": ErrorBody,
-            "description": "Nothing uploaded yet, or the upload failed or expired.",
+            "description": "Nothing (or not every part) uploaded yet, or the upload failed, "
+            "expired or was aborted.",
         },
         422: {
             "model": ErrorBody,
-            "description": "The stored object's size or checksum differs from the declared.",
+            "description": "The stored object's size or checksum differs from the declared; "
+            "or stored parts differ in size or ETag from what they should be.",
         },
         503: {
             "model": ErrorBody,
