@@ -253,4 +253,3 @@ def test_server_killed_and_restarted_mid_upload(
         run = deployment.upload(path, log)
     file_id = finish(run, log)
     assert_stored_intact(deployment, file_id, sha)
-
