@@ -13,7 +13,6 @@ import fcntl
 import hashlib
 import os
 import shutil
-import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -120,18 +119,13 @@ async def test_a_part_url_names_the_upload_the_part_and_a_token_for_exactly_that
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
 
 
-def test_signing_ten_thousand_part_urls_takes_well_under_a_quarter_second(
-    local_store: LocalStorage,
-) -> None:
+def test_ten_thousand_part_urls_are_signed_in_one_call(local_store: LocalStorage) -> None:
+    """The largest upload's part URLs in one batch (their cost is measured in bench/)."""
     upload_id = "0" * 32 + "-sha256"
     parts = [PartToSign(n, MIN_PART_SIZE, sha256(b"%d" % n)) for n in range(1, 10_001)]
-    timings = []
-    for _ in range(3):
-        started = time.process_time()
-        requests = local_store.presign_parts(KEY, upload_id, parts, expires_in=3600)
-        timings.append(time.process_time() - started)
+    requests = local_store.presign_parts(KEY, upload_id, parts, expires_in=3600)
     assert len(requests) == 10_000 and requests[-1].url.count("partNumber=10000&") == 1
-    assert min(timings) < 0.25, timings
+    assert len({r.url for r in requests}) == 10_000
 
 
 @pytest.mark.parametrize(
