@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-deps install dev lint format typecheck bench clean
+.PHONY: run test test-deps install dev lint format typecheck bench bench-upload clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bigupload needs Python 3.11 or newer (set PYTHON=...)")'
@@ -46,6 +46,10 @@ format: dev
 
 bench: install
 	$(BIN)/python bench/create_upload.py
+
+bench-upload: install
+	$(BIN)/pip install -q 'nanio>=0.1.7'
+	$(BIN)/python bench/upload_throughput.py --rounds 5
 
 clean:
 	rm -rf $(VENV) .venv-localstack .pytest_cache .mypy_cache .ruff_cache

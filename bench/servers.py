@@ -3,7 +3,10 @@
 * ``start_bigupload``: ``bigupload serve --port P`` on the embedded defaults (SQLite registry +
   local disk store) in a data directory under the given work directory, with every other
   ``BIGUPLOAD_*``/``AWS_*`` variable removed; the admin key is read from its stderr;
-* ``start_baseline``: ``bench/baseline_app.py``, the bare presigned-URL service.
+* ``start_baseline``: ``bench/baseline_app.py``, the bare presigned-URL service;
+* ``start_bigupload_with_key``: ``bigupload serve`` on a configuration given as environment
+  variables (an S3 store, say), with an API key made first by ``bigupload keys create``;
+* ``start_nanio``: the on-disk S3 server ``nanio serve`` (``pip install nanio``).
 
 Both servers' stdout and stderr go to a file in the work directory (``Server.stderr_path``).
 ``stop`` terminates by PID (SIGTERM, a bounded wait, then SIGKILL). ``cpu_seconds`` reads the
@@ -42,6 +45,12 @@ class Server:
     stderr_path: Path
     #: What a client must send to be let in (bigupload: the admin key as a bearer token).
     auth_headers: dict[str, str] = field(default_factory=dict)
+    #: Where the server keeps its data, when the benchmark gave it a directory.
+    data_dir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the server and its worker processes, from /proc."""
@@ -226,11 +235,17 @@ def stop(proc: subprocess.Popen[bytes], name: str, grace: float = 10.0) -> None:
         proc.wait(timeout=5)
 
 
-def start_bigupload(workdir: Path, rate_limit: str | None, workers: int = 1) -> Server:
+def bigupload_command() -> str:
+    """The ``bigupload`` command of this environment (beside this interpreter), else on PATH."""
     exe = Path(sys.executable).parent / "bigupload"
     command = str(exe) if exe.exists() else shutil.which("bigupload")
     if command is None:
         raise RuntimeError("the `bigupload` command is not installed in this environment")
+    return command
+
+
+def start_bigupload(workdir: Path, rate_limit: str | None, workers: int = 1) -> Server:
+    command = bigupload_command()
     port = free_port()
     data_dir = workdir / "data"
     stderr_path = workdir / "bigupload.stderr.log"
@@ -267,3 +282,74 @@ def start_baseline(workdir: Path, workers: int = 1) -> Server:
         stop(proc, "baseline")
         raise
     return Server("baseline", port, proc, stderr_path)
+
+
+def create_api_key(env: dict[str, str], cwd: Path, name: str, timeout: float = 60.0) -> str:
+    """``bigupload keys create NAME`` (it prints the key alone on stdout); bounded."""
+    done = subprocess.run(
+        [bigupload_command(), "keys", "create", name],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    key = done.stdout.decode(errors="replace").strip()
+    if done.returncode != 0 or not key or len(key.split()) != 1:
+        raise RuntimeError(
+            f"`bigupload keys create {name}` failed with status {done.returncode}: "
+            + done.stderr.decode(errors="replace").strip()[-2000:]
+        )
+    return key
+
+
+def start_bigupload_with_key(
+    workdir: Path, name: str, settings: dict[str, str], key_name: str = "bench"
+) -> Server:
+    """``bigupload serve`` with ``settings`` (``BIGUPLOAD_*``/``AWS_*`` variables) on top of the
+    embedded defaults, its data under ``workdir/data``, and an API key made beforehand with
+    ``bigupload keys create`` on the same registry (so no admin key is made or printed)."""
+    command = bigupload_command()
+    port = free_port()
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = server_env(data_dir) | settings
+    key = create_api_key(env, workdir, key_name)
+    stderr_path = workdir / f"{name}.stderr.log"
+    proc = spawn([command, "serve", "--port", str(port)], env, workdir, stderr_path)
+    try:
+        wait_ready(proc, name, port, stderr_path, want_key=False)
+    except BaseException:
+        stop(proc, name)
+        raise
+    return Server(
+        name, port, proc, stderr_path, {"Authorization": f"Bearer {key}"}, data_dir=data_dir
+    )
+
+
+def start_nanio(workdir: Path, access_key: str, secret_key: str) -> Server:
+    """``nanio serve`` on a free loopback port, its objects under ``workdir/data``."""
+    exe = Path(sys.executable).parent / "nanio"
+    command = str(exe) if exe.exists() else shutil.which("nanio")
+    if command is None:
+        raise RuntimeError("the `nanio` command is not installed here: `pip install nanio`")
+    port = free_port()
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = server_env(None) | {"NANIO_ACCESS_KEY": access_key, "NANIO_SECRET_KEY": secret_key}
+    env = {
+        k: v
+        for k, v in env.items()
+        if not k.startswith("NANIO_") or k in ("NANIO_ACCESS_KEY", "NANIO_SECRET_KEY")
+    }
+    stderr_path = workdir / "nanio.stderr.log"
+    argv = [command, "serve", "--data-dir", str(data_dir), "--host", HOST, "--port", str(port)]
+    argv += ["--log-level", "warning", "--no-access-log"]
+    proc = spawn(argv, env, workdir, stderr_path)
+    try:
+        wait_ready(proc, "nanio", port, stderr_path, want_key=False)
+    except BaseException:
+        stop(proc, "nanio")
+        raise
+    return Server("nanio", port, proc, stderr_path, data_dir=data_dir)
