@@ -27,7 +27,7 @@ def ls(
     as_json: Json = False,
     url: Url = None,
     api_key: ApiKey = None,
-    retries: Retries = 8,
+    retries: Retries = 3,
     verbose: Verbose = False,
 ) -> None:
     """List your files, newest first: a table on a terminal, else one tab-separated line per
@@ -66,7 +66,7 @@ def info(
     as_json: Json = False,
     url: Url = None,
     api_key: ApiKey = None,
-    retries: Retries = 8,
+    retries: Retries = 3,
     verbose: Verbose = False,
 ) -> None:
     """Show what the server knows of one file."""
@@ -93,7 +93,7 @@ def rm(
     ],
     url: Url = None,
     api_key: ApiKey = None,
-    retries: Retries = 8,
+    retries: Retries = 3,
     verbose: Verbose = False,
 ) -> None:
     """Delete files: their stored bytes and their records."""
