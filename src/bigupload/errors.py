@@ -8,6 +8,8 @@ stack trace, no credential and no signed URL in the answer; they are logged with
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -122,6 +124,20 @@ class StorageUnavailable(AppError):
 class StorageFailure(AppError):
     status = 502
     code = "storage_error"
+
+
+@contextmanager
+def store_errors(doing: str) -> Iterator[None]:
+    """Report a store failure while ``doing`` (e.g. "list the parts") in the API's terms:
+    unreachable is 503, anything else 502."""
+    from bigupload.storage.base import StorageError, StorageUnreachable
+
+    try:
+        yield
+    except StorageUnreachable as exc:
+        raise StorageUnavailable() from exc
+    except StorageError as exc:
+        raise StorageFailure(f"the store could not {doing}: {exc}") from exc
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -10,12 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bigupload import clock
 from bigupload.config import Settings
-from bigupload.errors import Conflict, NotFound, StorageFailure, StorageUnavailable
+from bigupload.errors import Conflict, NotFound, StorageUnavailable, store_errors
 from bigupload.files import repository
 from bigupload.files.models import FileRecord
 from bigupload.files.schemas import DownloadLink
 from bigupload.files.status import READABLE, FileStatus, client_can_transition
-from bigupload.storage.base import Storage, StorageError, StorageUnreachable, UploadNotFound
+from bigupload.storage.base import Storage, StorageUnreachable, UploadNotFound
 
 log = logging.getLogger("bigupload.files")
 
@@ -84,14 +84,10 @@ async def delete_file(session: AsyncSession, record: FileRecord, storage: Storag
     """Remove the stored object (and parts of an upload in progress), then the record; if the
     store fails, both stay."""
     await session.commit()  # hold no registry lock while the store is asked
-    try:
+    with store_errors("delete the object"):
         if record.multipart_upload_id and FileStatus(record.status) == FileStatus.PENDING:
             with contextlib.suppress(UploadNotFound):
                 await storage.abort_multipart(record.key, record.multipart_upload_id)
         await storage.delete(record.key)
-    except StorageUnreachable as exc:
-        raise StorageUnavailable() from exc
-    except StorageError as exc:
-        raise StorageFailure(f"the store refused to delete the object: {exc}") from exc
     await repository.delete_record(session, record)
     log.info("deleted file %s key=%s", record.id, record.key)

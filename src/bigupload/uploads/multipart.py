@@ -13,7 +13,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bigupload.config import Settings
-from bigupload.errors import AppError, Conflict, InvalidRequest
+from bigupload.errors import AppError, Conflict, InvalidRequest, store_errors
 from bigupload.files import repository
 from bigupload.files.models import FileRecord
 from bigupload.files.status import READABLE, FileStatus
@@ -33,7 +33,6 @@ from bigupload.uploads.schemas import (
     UploadParts,
 )
 from bigupload.uploads.sizing import PartSizer
-from bigupload.uploads.storecalls import store_errors
 
 log = logging.getLogger("bigupload.uploads")
 

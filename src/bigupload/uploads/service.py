@@ -16,6 +16,7 @@ from bigupload.errors import (
     PayloadTooLarge,
     StorageUnavailable,
     UnsupportedMediaType,
+    store_errors,
 )
 from bigupload.files import repository
 from bigupload.files.inserter import FileInserter
@@ -37,7 +38,6 @@ from bigupload.uploads.schemas import (
     SingleUploadTicket,
 )
 from bigupload.uploads.sizing import PartSizer
-from bigupload.uploads.storecalls import store_errors
 
 log = logging.getLogger("bigupload.uploads")
 
@@ -179,17 +179,9 @@ async def _stored_checksum(storage: Storage, stored: StoredObject) -> str:
 
 def _settled(record: FileRecord) -> FileRecord:
     """Answer a file that is past ``pending``: itself if whole, else the reason it is not."""
-    status = FileStatus(record.status)
-    if status in READABLE:
+    if FileStatus(record.status) in READABLE:
         return record
-    code = {FileStatus.FAILED: "upload_failed", FileStatus.EXPIRED: "upload_expired"}.get(
-        status, "upload_aborted"
-    )
-    raise Conflict(
-        f"the upload is {status.value}" + (f": {record.error}" if record.error else ""),
-        code=code,
-        details={"status": status.value, "error": record.error},
-    )
+    raise multipart.not_in_progress(record)
 
 
 async def _fail(
