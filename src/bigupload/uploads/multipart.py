@@ -220,8 +220,9 @@ def parts_to_complete(
 async def abort_upload(session: AsyncSession, record: FileRecord, storage: Storage) -> FileRecord:
     """Abort an upload in progress and free what the store holds for it. Idempotent.
 
-    The store's upload is aborted first, then the record is marked; only the caller that marks
-    it removes an object a racing complete may have made. A completed file is never touched.
+    The record is marked first, so of an abort and a complete racing exactly one wins, and a
+    completed file is never touched. Then the store's parts are freed and any object a racing
+    complete made is removed; if the store fails there, calling again finishes the job.
     """
     status = FileStatus(record.status)
     if status in READABLE:
@@ -232,11 +233,6 @@ async def abort_upload(session: AsyncSession, record: FileRecord, storage: Stora
         )
     if status not in (FileStatus.PENDING, FileStatus.ABORTED):
         raise not_in_progress(record)
-    await session.commit()  # hold no registry lock while the store is asked
-    if record.multipart_upload_id:
-        # Not found: aborted before, completed by a racing call, or expired in the store.
-        with store_errors("abort the upload"), contextlib.suppress(UploadNotFound):
-            await storage.abort_multipart(record.key, record.multipart_upload_id)
     if status == FileStatus.PENDING:
         moved = await repository.transition(
             session,
@@ -245,11 +241,17 @@ async def abort_upload(session: AsyncSession, record: FileRecord, storage: Stora
             FileStatus.ABORTED,
             reason="aborted by the uploader",
         )
-        await session.commit()
+        await session.commit()  # hold no registry lock while the store is asked
         if not moved:
             await repository.refresh(session, record)
             return await abort_upload(session, record, storage)
         log.info("upload %s aborted key=%s", record.id, record.key)
+    else:
+        await session.commit()
+    if record.multipart_upload_id:
+        # Not found: aborted before, completed by a racing call, or expired in the store.
+        with store_errors("abort the upload"), contextlib.suppress(UploadNotFound):
+            await storage.abort_multipart(record.key, record.multipart_upload_id)
     with store_errors("remove the upload's bytes"):
         await storage.delete(record.key)
     return record

@@ -255,14 +255,22 @@ async def complete_upload(
         )
     await session.commit()
 
-    if record.multipart_upload_id is not None:
-        await _join_parts(session, record, storage, claimed)
-    stored = await _stored(storage, record)
-    if stored is None:
-        raise Conflict(
-            "nothing has been uploaded for this file yet: PUT the bytes to the upload URL first",
-            code="upload_incomplete",
-        )
+    try:
+        if record.multipart_upload_id is not None:
+            await _join_parts(session, record, storage, claimed)
+        stored = await _stored(storage, record)
+        if stored is None:
+            raise Conflict(
+                "nothing has been uploaded for this file yet: PUT the bytes to the upload URL "
+                "first",
+                code="upload_incomplete",
+            )
+    except AppError:
+        # A racing abort (or complete) explains what the store said better than the store.
+        await repository.refresh(session, record)
+        if FileStatus(record.status) != FileStatus.PENDING:
+            return _settled(record)
+        raise
     if record.size is not None and stored.size != record.size:
         raise await _fail(
             session,
