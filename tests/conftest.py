@@ -115,6 +115,8 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "secret_key": SECRET,
         "public_url": TEST_BASE_URL,
         "rate_limit": "off",  # tests/api/test_rate_limit.py turns it on
+        "run_jobs": False,  # tests drive the job runner themselves
+        "local_storage_events": False,  # tests/storage_events turn it on
     }
     values.update(overrides)
     return load_settings(**values)

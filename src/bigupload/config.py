@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 KiB = 1024
@@ -47,6 +47,40 @@ def parse_size(value: object) -> int:
             unit = (match.group(2) or "").upper()[:1]
             return int(match.group(1)) * _UNITS[unit]
     raise ValueError(f"{value!r} is not a size (use bytes, or a number with K, M, G or T)")
+
+
+class WebhookEndpoint(BaseModel):
+    """One receiver of signed events (Standard Webhooks)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    #: ``whsec_`` followed by base64 of at least 24 random bytes, as Standard Webhooks says.
+    secret: str
+    #: Event types to send (``file.completed``, ...); empty sends every type.
+    events: tuple[str, ...] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        import base64
+        import binascii
+
+        raw = value.removeprefix("whsec_")
+        try:
+            key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be 'whsec_' followed by base64") from None
+        if len(key) < 24:
+            raise ValueError("must hold at least 24 random bytes (base64 after 'whsec_')")
+        return value
 
 
 class Settings(BaseSettings):
@@ -91,6 +125,83 @@ class Settings(BaseSettings):
     rate_limit_storage: str = "memory://"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    # Background jobs: processing, notifications and expiry.
+    run_jobs: bool = True
+    job_concurrency: int = Field(default=4, ge=1, le=64)
+    job_poll_interval: float = Field(default=1.0, ge=0.01, le=60)
+    job_lease_seconds: float = Field(default=300.0, ge=1, le=24 * 3600)
+    job_max_attempts: int = Field(default=8, ge=1, le=100)
+
+    # Processing of each landed file.
+    processing_steps: Annotated[tuple[str, ...], NoDecode] = ()
+    processing_checksum: Literal["always", "declared"] = "always"
+    content_type_check: Literal["off", "allow_list", "strict"] = "allow_list"
+
+    # Storage event notifications (MinIO webhook, AWS SNS HTTP subscription, SQS).
+    storage_events_token: str | None = None
+    sns_topic_arns: Annotated[tuple[str, ...], NoDecode] = ()
+    sns_cert_url_pattern: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#]*\.pem$"
+    sqs_queue_url: str | None = None
+    aws_endpoint_url: str | None = None  # SQS and SNS (for MinIO, LocalStack, moto)
+    #: The local store tells the service about objects it stored, as S3 would through events.
+    local_storage_events: bool = True
+
+    # Notifications.
+    webhooks: tuple[WebhookEndpoint, ...] = ()
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    smtp_url: str | None = None
+    email_from: str = "bigupload@localhost"
+    email_events: Annotated[tuple[str, ...], NoDecode] = ("completed", "failed")
+    sns_publish_topic_arn: str | None = None
+
+    # Expiry.
+    pending_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    confirm_within_seconds: int | None = Field(default=None, ge=60)
+    sweep_interval_seconds: float = Field(default=300.0, ge=1, le=24 * 3600)
+
+    @field_validator("processing_steps", "sns_topic_arns", "email_events", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("email_events")
+    @classmethod
+    def _email_events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from bigupload.files.status import FileStatus
+
+        known = {status.value for status in FileStatus}
+        for item in value:
+            if item not in known:
+                raise ValueError(f"{item!r} is not a file status ({', '.join(sorted(known))})")
+        return value
+
+    @field_validator("processing_steps")
+    @classmethod
+    def _dotted_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not re.match(r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$", item):
+                raise ValueError(f"{item!r} is not a dotted path such as 'mypackage.steps:scan'")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^smtps?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an smtp:// or smtps:// URL")
+        return value
+
+    @field_validator("sns_cert_url_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a regular expression: {exc}") from None
+        return value
 
     @field_validator("rate_limit")
     @classmethod
@@ -171,7 +282,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not a media type or range such as 'image/*'")
         return cleaned
 
-    @field_validator("public_url", "s3_endpoint_url", "jwt_jwks_url")
+    @field_validator("public_url", "s3_endpoint_url", "jwt_jwks_url", "aws_endpoint_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):

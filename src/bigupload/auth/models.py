@@ -21,3 +21,5 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: Where notifications about this owner's files are e-mailed, if anywhere.
+    email: Mapped[str | None] = mapped_column(String(320), default=None)

@@ -39,6 +39,9 @@ class FileRecord(Base):
     uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: What processing found and what each configured step returned, by step name.
+    results: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class FileEvent(Base):
@@ -53,3 +56,7 @@ class FileEvent(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Set once the notification jobs (webhooks, e-mail, SNS) for this event were queued.
+    dispatched: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), index=True
+    )

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Connection
 from bigupload.auth import models as _auth_models  # noqa: F401  (registers tables)
 from bigupload.db import Base
 from bigupload.files import models as _file_models  # noqa: F401  (registers tables)
+from bigupload.jobs import models as _job_models  # noqa: F401  (registers tables)
 
 target_metadata = Base.metadata
 
