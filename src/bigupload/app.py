@@ -21,10 +21,13 @@ from bigupload.files.endpoints import router as files_router
 from bigupload.files.inserter import FileInserter
 from bigupload.health.endpoints import router as health_router
 from bigupload.logs import RequestLogMiddleware
+from bigupload.notifications.endpoints import router as deliveries_router
+from bigupload.notifications.stream import router as events_router
 from bigupload.rate_limit import RateLimiter
 from bigupload.storage.base import Storage, StorageError
 from bigupload.storage.factory import build_storage
 from bigupload.storage.local.endpoints import router as local_store_router
+from bigupload.storage_events.endpoints import router as storage_events_router
 from bigupload.uploads.endpoints import router as uploads_router
 
 log = logging.getLogger("bigupload")
@@ -82,6 +85,9 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     api = APIRouter(prefix="/api/v1", responses=COMMON_RESPONSES)
     api.include_router(uploads_router)
     api.include_router(files_router)
+    api.include_router(events_router)
+    api.include_router(deliveries_router)
+    api.include_router(storage_events_router)
     app.include_router(api)
     app.include_router(health_router)
     app.include_router(local_store_router)
