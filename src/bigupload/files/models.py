@@ -48,6 +48,7 @@ class FileEvent(Base):
     """One status change. Rows are only ever appended; they outlive the file they describe."""
 
     __tablename__ = "file_events"
+    __table_args__ = (Index("ix_file_events_owner_id", "owner", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     file_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)

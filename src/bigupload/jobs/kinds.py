@@ -19,7 +19,7 @@ from bigupload.config import Settings
 from bigupload.storage.base import Storage
 
 
-class Retry(Exception):  # noqa: N818 (an instruction, not an error)
+class Retry(Exception):  # an instruction, not an error
     """Try the job again later (after ``after`` seconds, else the kind's backoff).
 
     ``result`` is recorded on the job (e.g. the webhook receiver's status and answer).
@@ -33,7 +33,7 @@ class Retry(Exception):  # noqa: N818 (an instruction, not an error)
         self.result = result
 
 
-class GiveUp(Exception):  # noqa: N818
+class GiveUp(Exception):
     """The job cannot succeed: stop retrying, mark it dead, and call the kind's ``give_up``."""
 
     def __init__(self, message: str, *, result: dict[str, Any] | None = None) -> None:
@@ -41,7 +41,7 @@ class GiveUp(Exception):  # noqa: N818
         self.result = result
 
 
-class LeaseLost(Exception):  # noqa: N818
+class LeaseLost(Exception):
     """Another worker took the job over: this worker's work must be rolled back."""
 
 

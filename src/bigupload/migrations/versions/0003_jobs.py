@@ -64,6 +64,7 @@ def upgrade() -> None:
             sa.Column("dispatched", sa.Boolean(), nullable=False, server_default=sa.false())
         )
         batch_op.create_index(batch_op.f("ix_file_events_dispatched"), ["dispatched"])
+        batch_op.create_index("ix_file_events_owner_id", ["owner", "id"])
 
     with op.batch_alter_table("files", schema=None) as batch_op:
         batch_op.add_column(sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True))
@@ -80,6 +81,7 @@ def downgrade() -> None:
         batch_op.drop_column("results")
         batch_op.drop_column("confirmed_at")
     with op.batch_alter_table("file_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_file_events_owner_id")
         batch_op.drop_index(batch_op.f("ix_file_events_dispatched"))
         batch_op.drop_column("dispatched")
     op.drop_table("leases")
