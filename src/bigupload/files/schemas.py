@@ -26,7 +26,9 @@ class FileOut(BaseModel):
     )
     size: int | None = Field(description="The size the uploader declared, in bytes.")
     stored_size: int | None = Field(description="The size the store reports, once uploaded.")
-    checksum_sha256: str | None = Field(description="Hex SHA-256 declared by the uploader.")
+    checksum_sha256: str | None = Field(
+        description="Hex SHA-256: declared by the uploader, else computed by processing."
+    )
     etag: str | None
     status: FileStatus
     metadata: dict[str, Any]
@@ -36,6 +38,15 @@ class FileOut(BaseModel):
     uploaded_at: datetime | None
     completed_at: datetime | None
     expires_at: datetime | None
+    confirmed_at: datetime | None = Field(
+        default=None,
+        description="When the application confirmed it keeps the file (`POST .../confirm`).",
+    )
+    results: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What processing found (`detected`) and what each processing step "
+        "returned, by step name.",
+    )
 
     @classmethod
     def of(cls, record: FileRecord) -> FileOut:
@@ -59,7 +70,13 @@ class FileOut(BaseModel):
             uploaded_at=record.uploaded_at,
             completed_at=record.completed_at,
             expires_at=record.expires_at,
+            confirmed_at=record.confirmed_at,
+            results=record.results or {},
         )
+
+
+#: The name the notification documents and processing steps know a file's description by.
+FileInfo = FileOut
 
 
 class FilePage(BaseModel):

@@ -151,6 +151,14 @@ class Storage(Protocol):
         """The SHA-256 digest of the stored bytes (may read the whole object)."""
         ...
 
+    async def read_range(self, key: str, start: int, length: int) -> bytes:
+        """At most ``length`` bytes of the object from offset ``start``.
+
+        Fewer at the end of the object, and ``b""`` from its end on. Raises
+        :class:`ObjectNotFound` when nothing is stored under ``key``.
+        """
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove the object; removing a missing object is not an error."""
         ...

@@ -85,11 +85,13 @@ async def complete_upload(
     principal: PrincipalDep,
     session: SessionDep,
     storage: StorageDep,
+    settings: SettingsDep,
     body: CompleteUpload | None = None,
 ) -> FileOut:
     record = await files.get_file(session, principal.owner, file_id)
     claimed = body.parts if body else None
-    return FileOut.of(await service.complete_upload(session, record, storage, claimed))
+    completed = await service.complete_upload(session, record, storage, claimed, settings=settings)
+    return FileOut.of(completed)
 
 
 @router.post(

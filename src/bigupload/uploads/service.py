@@ -22,6 +22,7 @@ from bigupload.files import repository
 from bigupload.files.inserter import FileInserter
 from bigupload.files.models import FileRecord
 from bigupload.files.status import READABLE, FileStatus
+from bigupload.processing.job import enqueue_processing
 from bigupload.storage.base import (
     PartsRejected,
     Storage,
@@ -238,10 +239,13 @@ async def complete_upload(
     record: FileRecord,
     storage: Storage,
     claimed: list[ClaimedPart] | None = None,
+    *,
+    settings: Settings,
 ) -> FileRecord:
     """Confirm the upload against the store: present, of the declared size and checksum.
 
-    A multipart upload is first completed in the store from the parts the store holds.
+    A multipart upload is first completed in the store from the parts the store holds. The file
+    that becomes ``uploaded`` has its processing queued in ``session``: the caller commits both.
     Idempotent: a confirmed file answers as it is. Of two racing calls one records the change
     and the other answers the same file. The registry is not held while the store is asked.
     """
@@ -300,10 +304,12 @@ async def complete_upload(
     )
     if not moved:
         await repository.refresh(session, record)
-        if FileStatus(record.status) == FileStatus.ABORTED:
-            # Aborted while its parts were being joined: the object must not outlive it.
-            with store_errors("remove the aborted upload's object"):
+        if FileStatus(record.status) in (FileStatus.ABORTED, FileStatus.EXPIRED):
+            # Aborted or expired while its parts were being joined (its purge may have run
+            # before the object existed): the object must not outlive the upload.
+            with store_errors("remove the abandoned upload's object"):
                 await storage.delete(record.key)
         return _settled(record)
+    await enqueue_processing(session, record, settings)
     log.info("upload %s confirmed: %d bytes key=%s", record.id, stored.size, record.key)
     return record

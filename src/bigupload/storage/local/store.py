@@ -451,6 +451,22 @@ class LocalStorage:
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
 
+    async def read_range(self, key: str, start: int, length: int) -> bytes:
+        if start < 0 or length < 0:
+            raise ValueError("a range starts at 0 or later and holds 0 or more bytes")
+        self._ensure_root()
+        path = path_for(self.objects, key)
+
+        def read() -> bytes:
+            with path.open("rb") as handle:
+                handle.seek(start)
+                return handle.read(length)
+
+        try:
+            return await anyio.to_thread.run_sync(read)
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
     async def delete(self, key: str) -> None:
         self._ensure_root()
         paths = (path_for(self.objects, key), path_for(self.meta, key, ".json"))
