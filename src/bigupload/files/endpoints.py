@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse
 from bigupload.auth.dependencies import PrincipalDep
 from bigupload.dependencies import SessionDep, SettingsDep, StorageDep
 from bigupload.errors import ErrorBody, InvalidRequest
+from bigupload.expiry.confirm import confirm_file
 from bigupload.files import repository, service
 from bigupload.files.schemas import DownloadLink, FileOut, FilePage, StatusChange
 from bigupload.files.status import FileStatus
@@ -96,6 +97,29 @@ async def put_status(
     record = await service.get_file(session, principal.owner, file_id)
     record = await service.change_status(session, record, FileStatus(change.status), change.reason)
     return FileOut.of(record)
+
+
+@router.post(
+    "/{file_id}/confirm",
+    response_model=FileOut,
+    summary="Confirm that the application keeps a file",
+    description=(
+        "Marks a whole file (uploaded, processing or completed) as kept by the application. "
+        "With `confirm_within_seconds` configured, files not confirmed within that time of "
+        "their upload expire and their bytes are removed. Idempotent: the first confirmation's "
+        "time is kept in `confirmed_at`."
+    ),
+    responses={
+        409: {
+            "model": ErrorBody,
+            "description": "The file is not whole: `file_not_uploaded` (still pending), "
+            "`file_failed`, `file_expired` or `file_aborted`.",
+        }
+    },
+)
+async def confirm(file_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> FileOut:
+    record = await service.get_file(session, principal.owner, file_id)
+    return FileOut.of(await confirm_file(session, record))
 
 
 @router.delete(
