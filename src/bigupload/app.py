@@ -26,8 +26,10 @@ from bigupload.notifications.stream import router as events_router
 from bigupload.rate_limit import RateLimiter
 from bigupload.storage.base import Storage, StorageError
 from bigupload.storage.factory import build_storage
+from bigupload.storage.local import LocalStorage
 from bigupload.storage.local.endpoints import router as local_store_router
 from bigupload.storage_events.endpoints import router as storage_events_router
+from bigupload.storage_events.handler import local_event_sink
 from bigupload.uploads.endpoints import router as uploads_router
 
 log = logging.getLogger("bigupload")
@@ -74,6 +76,11 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     app.state.file_inserter = FileInserter(app.state.sessionmaker)
     app.state.storage = storage if storage is not None else build_storage(settings)
+    if settings.local_storage_events and isinstance(app.state.storage, LocalStorage):
+        # The local store reports what it stored as S3 would, through the storage-event path.
+        app.state.storage.event_sink = local_event_sink(
+            sessionmaker=app.state.sessionmaker, storage=app.state.storage, settings=settings
+        )
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
     app.state.key_cache = KeyCache[Principal](settings.auth_cache_seconds)
     app.state.token_verifier = _token_verifier(settings)

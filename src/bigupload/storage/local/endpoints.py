@@ -92,6 +92,7 @@ async def put_object(
         raise StorageUnavailable(str(exc)) from None
     except InvalidKey:
         raise NotFound("no such object") from None
+    store.emit_created(stored)  # in the background, as S3 sends ObjectCreated:Put
     return Response(status_code=200, headers={"ETag": stored.etag or ""})
 
 

@@ -51,6 +51,7 @@ from bigupload.storage.base import (
     UploadNotFound,
 )
 from bigupload.storage.keys import validate_key
+from bigupload.storage.local import events
 from bigupload.storage.local.multipart import (
     OpenUpload,
     Uploads,
@@ -118,6 +119,9 @@ class LocalStorage:
         for directory in (self.objects, self.meta, self.tmp, self.multipart):
             directory.mkdir(parents=True, exist_ok=True)
         self.uploads = Uploads(self.multipart, self.tmp)
+        #: Where S3-shaped ObjectCreated notifications go (see :mod:`.events`); none if unset.
+        self.event_sink: events.EventSink | None = None
+        self._events = events.EventEmitter()
 
     # -- signing ---------------------------------------------------------------------------
 
@@ -350,7 +354,9 @@ class LocalStorage:
     async def complete_multipart(
         self, key: str, upload_id: str, parts: Sequence[CompletedPart]
     ) -> StoredObject:
-        return await anyio.to_thread.run_sync(self._complete, key, upload_id, list(parts))
+        stored = await anyio.to_thread.run_sync(self._complete, key, upload_id, list(parts))
+        self.emit_created(stored, events.COMPLETE_MULTIPART)
+        return stored
 
     def _complete(self, key: str, upload_id: str, named: list[CompletedPart]) -> StoredObject:
         self._ensure_multipart()
@@ -490,8 +496,16 @@ class LocalStorage:
     async def check(self) -> None:
         self._ensure_root()
 
+    def emit_created(self, stored: StoredObject, event_name: str = events.PUT) -> None:
+        """Tell the event sink, in the background, that ``stored`` was created."""
+        self._events.emit(self.event_sink, events.object_created(self.bucket, stored, event_name))
+
+    async def drain_events(self) -> None:
+        """Wait for the event deliveries in flight."""
+        await self._events.drain()
+
     async def close(self) -> None:
-        return None
+        await self._events.drain()
 
 
 def _already_stored() -> UploadRejected:
