@@ -13,7 +13,7 @@ async def test_every_api_operation_documents_errors(alice: Caller) -> None:
         if path.startswith("/api/v1/")
         for method, op in methods.items()
     ]
-    assert len(operations) == 12
+    assert len(operations) == 16
     for path, method, op in operations:
         for status in ("401", "422", "429", "500", "503"):
             schema = op["responses"][status]["content"]["application/json"]["schema"]

@@ -9,6 +9,12 @@ import secrets
 KEY_PREFIX = "bu_"
 #: Names and owners end up in object keys, so they keep to a safe alphabet.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: A plausible e-mail address: an ASCII local part, ``@``, and a host name (``example.com``,
+#: or a single label such as ``localhost``). Its mail server has the last word.
+EMAIL_RE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
+EMAIL_MAX = 254  # RFC 5321's limit on a forward path
 
 
 def generate_key() -> str:
@@ -27,4 +33,9 @@ def display_prefix(key: str) -> str:
 
 
 def valid_name(name: str) -> bool:
-    return bool(NAME_RE.match(name))
+    return bool(NAME_RE.fullmatch(name))
+
+
+def valid_email(address: str) -> bool:
+    local = address.split("@", 1)[0]
+    return len(address) <= EMAIL_MAX and len(local) <= 64 and bool(EMAIL_RE.fullmatch(address))

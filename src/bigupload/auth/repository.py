@@ -28,8 +28,13 @@ async def count(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(ApiKey)) or 0)
 
 
-async def create(session: AsyncSession, name: str, owner: str) -> tuple[ApiKey, str]:
-    """Store a new key and answer it with its clear value, which is never stored."""
+async def create(
+    session: AsyncSession, name: str, owner: str, *, email: str | None = None
+) -> tuple[ApiKey, str]:
+    """Store a new key and answer it with its clear value, which is never stored.
+
+    ``email`` is where notifications about ``owner``'s files go (the newest key's wins).
+    """
     existing = await session.scalar(select(ApiKey.id).where(ApiKey.name == name))
     if existing is not None:
         raise KeyExists(name)
@@ -40,6 +45,7 @@ async def create(session: AsyncSession, name: str, owner: str) -> tuple[ApiKey, 
         prefix=display_prefix(clear),
         key_hash=hash_key(clear),
         created_at=clock.now(),
+        email=email,
     )
     session.add(record)
     await session.flush()
@@ -58,3 +64,14 @@ async def revoke(session: AsyncSession, name: str) -> bool:
         .values(revoked_at=clock.now())
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def email_of(session: AsyncSession, owner: str) -> str | None:
+    """Where to e-mail ``owner``: the address of their newest unrevoked key that has one."""
+    result = await session.execute(
+        select(ApiKey.email)
+        .where(ApiKey.owner == owner, ApiKey.revoked_at.is_(None), ApiKey.email.is_not(None))
+        .order_by(ApiKey.created_at.desc(), ApiKey.name.desc())
+        .limit(1)
+    )
+    return result.scalar_one_or_none()

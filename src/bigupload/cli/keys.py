@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bigupload.auth import repository
-from bigupload.auth.keys import valid_name
+from bigupload.auth.keys import valid_email, valid_name
 from bigupload.cli.common import fail, run_with_session, settings_or_exit
 
 app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -21,17 +21,23 @@ def create(
     owner: Annotated[
         str | None, typer.Option(help="Whose files the key reaches (default: the name).")
     ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(help="Where to e-mail notifications about the owner's files."),
+    ] = None,
 ) -> None:
     """Make a key and print it, alone, on standard output. It is shown only this once."""
     owner = owner or name
     for label, value in (("name", name), ("owner", owner)):
         if not valid_name(value):
             fail(f"the {label} must be 1-64 letters, digits, '.', '_' or '-'", code=2)
+    if email is not None and not valid_email(email):
+        fail(f"{email!r} is not an e-mail address such as alice@example.com", code=2)
     settings = settings_or_exit()
 
     async def work(session: object) -> str:
         try:
-            _, clear = await repository.create(session, name, owner)  # type: ignore[arg-type]
+            _, clear = await repository.create(session, name, owner, email=email)  # type: ignore[arg-type]
         except repository.KeyExists:
             fail(f"a key named {name!r} exists already")
         return clear
@@ -44,7 +50,7 @@ def list_keys() -> None:
     """List keys (never their secret part)."""
     settings = settings_or_exit()
     keys = run_with_session(settings, repository.list_all)
-    table = Table("name", "owner", "prefix", "created", "revoked")
+    table = Table("name", "owner", "prefix", "created", "revoked", "email")
     for key in keys:
         table.add_row(
             key.name,
@@ -52,8 +58,14 @@ def list_keys() -> None:
             key.prefix + "…",
             key.created_at.strftime("%Y-%m-%d %H:%M"),
             key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
+            key.email or "",
         )
-    Console().print(table)
+    console = Console()
+    # Piped or redirected, the table is as wide as it needs: no cell is wrapped or cut.
+    if not console.is_terminal:
+        needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+        console = Console(width=max(console.width, needed))
+    console.print(table)
 
 
 @app.command("revoke")
