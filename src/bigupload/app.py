@@ -20,6 +20,7 @@ from bigupload.errors import COMMON_RESPONSES, install_error_handlers
 from bigupload.files.endpoints import router as files_router
 from bigupload.files.inserter import FileInserter
 from bigupload.health.endpoints import router as health_router
+from bigupload.jobs.registry import build_runner, close_clients
 from bigupload.logs import RequestLogMiddleware
 from bigupload.notifications.endpoints import router as deliveries_router
 from bigupload.notifications.stream import router as events_router
@@ -59,9 +60,17 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
             await app.state.storage.check()
         except StorageError as exc:
             log.warning("the store is not usable yet (%s); /health/ready reports it", exc)
-        yield
-        await app.state.storage.close()
-        await app.state.engine.dispose()
+        runner = app.state.job_runner
+        if runner is not None:
+            await runner.start()
+        try:
+            yield
+        finally:
+            if runner is not None:
+                await runner.stop()
+                await close_clients()
+            await app.state.storage.close()
+            await app.state.engine.dispose()
 
     app = FastAPI(
         title="bigupload",
@@ -81,6 +90,13 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
         app.state.storage.event_sink = local_event_sink(
             sessionmaker=app.state.sessionmaker, storage=app.state.storage, settings=settings
         )
+    # Processing, notifications and expiry run in every serving process unless turned off
+    # (then `bigupload worker` processes do them); jobs are claimed with row locks.
+    app.state.job_runner = (
+        build_runner(settings, app.state.sessionmaker, app.state.storage)
+        if settings.run_jobs
+        else None
+    )
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
     app.state.key_cache = KeyCache[Principal](settings.auth_cache_seconds)
     app.state.token_verifier = _token_verifier(settings)

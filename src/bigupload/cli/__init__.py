@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bigupload.cli import db, files, keys, serve, transfer
+from bigupload.cli import db, files, keys, serve, sweep, transfer, webhooks, worker
 
 app = typer.Typer(
     name="bigupload",
@@ -14,6 +14,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)
+app.command("sweep")(sweep.sweep)
 app.command("upload")(transfer.upload)
 app.command("download")(transfer.download)
 app.command("ls")(files.ls)
@@ -21,6 +23,7 @@ app.command("info")(files.info)
 app.command("rm")(files.rm)
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
+app.add_typer(webhooks.app, name="webhooks")
 
 
 def main() -> None:

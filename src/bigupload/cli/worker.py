@@ -1,0 +1,83 @@
+"""``bigupload worker``: background jobs, and storage events from SQS, without serving."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Annotated
+
+import typer
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from bigupload.cli.common import fail, first_line, prepared_engine, settings_or_exit
+from bigupload.config import ConfigError, Settings
+from bigupload.db import create_sessionmaker
+from bigupload.logs import configure_logging
+
+
+async def _work(settings: Settings, queue_url: str | None, wait_seconds: int) -> None:
+    from bigupload.jobs.registry import build_runner, close_clients
+    from bigupload.storage.factory import build_storage
+    from bigupload.storage_events.handler import event_handler
+    from bigupload.storage_events.sqs import SqsConsumer
+
+    engine = await prepared_engine(settings)
+    storage = build_storage(settings)
+    sessionmaker = create_sessionmaker(engine)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runner = build_runner(settings, sessionmaker, storage)
+    consumer = None
+    if queue_url:
+        handle = event_handler(sessionmaker=sessionmaker, storage=storage, settings=settings)
+        consumer = SqsConsumer(settings, queue_url, handle, wait_seconds=wait_seconds)
+    try:
+        await runner.start()
+        if consumer is not None:
+            await consumer.run(stop)
+        await stop.wait()
+    finally:
+        await runner.stop()
+        await close_clients()
+        with contextlib.suppress(Exception):
+            await storage.close()
+        await engine.dispose()
+
+
+def worker(
+    sqs_queue_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Also consume S3 event notifications from this SQS queue (AWS deployments); "
+            "default BIGUPLOAD_SQS_QUEUE_URL."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Jobs run at once [default: 4].")
+    ] = None,
+    sqs_wait_seconds: Annotated[
+        int, typer.Option(min=0, max=20, help="SQS long-poll time.", hidden=True)
+    ] = 20,
+) -> None:
+    """Run processing, notifications and expiry until stopped (Ctrl-C or SIGTERM).
+
+    Any number of workers and servers may run side by side on one registry: each job is claimed
+    by one of them at a time. `bigupload serve` runs the same jobs itself unless
+    BIGUPLOAD_RUN_JOBS=false.
+    """
+    settings = settings_or_exit(job_concurrency=concurrency, sqs_queue_url=sqs_queue_url)
+    configure_logging(settings.log_level, settings.log_format)
+    typer.echo(
+        f"bigupload worker: {settings.storage} store"
+        + (f", storage events from {settings.sqs_queue_url}" if settings.sqs_queue_url else ""),
+        err=True,
+    )
+    try:
+        asyncio.run(_work(settings, settings.sqs_queue_url, sqs_wait_seconds))
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        fail(f"cannot use the database: {first_line(exc)}")
