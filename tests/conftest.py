@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from bigupload import migrate
+from bigupload import clock, migrate
 from bigupload.app import create_app
 from bigupload.auth import repository as keys
 from bigupload.config import Settings, load_settings
@@ -25,6 +26,7 @@ from bigupload.db import create_engine
 from bigupload.storage.base import Storage
 from bigupload.storage.local import LocalStorage
 from bigupload.storage.s3 import S3Storage, build_client
+from tests.support.clock import Clock
 from tests.support.moto import MotoServer, s3_client
 
 SECRET = "test-secret-" + "x" * 40
@@ -193,3 +195,14 @@ async def alice(app: FastAPI, http: httpx.AsyncClient) -> Caller:
 @pytest.fixture
 async def bob(app: FastAPI, http: httpx.AsyncClient) -> Caller:
     return Caller(http, await make_key(app, "bob"), "bob")
+
+
+@pytest.fixture
+def test_clock() -> Iterator[Clock]:
+    """``bigupload.clock`` under the test's control, restored afterwards."""
+    source = Clock(datetime.now(UTC).replace(microsecond=0))
+    clock.set_clock(source)
+    try:
+        yield source
+    finally:
+        clock.set_clock(None)

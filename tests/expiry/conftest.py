@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,7 +12,6 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from bigupload import clock
 from bigupload.expiry.sweeper import SweepReport, sweep
 from bigupload.files.models import FileEvent, FileRecord
 from bigupload.jobs.models import Job
@@ -24,31 +22,6 @@ from tests.conftest import Caller
 #: The expiry limits of these tests (the smallest the settings allow).
 PENDING_EXPIRY = 3600
 CONFIRM_WITHIN = 600
-
-
-class Clock:
-    """``bigupload.clock``'s source while a test runs: time moves only when the test says."""
-
-    def __init__(self, start: datetime) -> None:
-        self.current = start
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> datetime:
-        self.current += timedelta(**delta)
-        return self.current
-
-
-@pytest.fixture
-def test_clock() -> Iterator[Clock]:
-    # Starts at the real time: signed URLs and S3's own clock stay plausible.
-    source = Clock(datetime.now(UTC).replace(microsecond=0))
-    clock.set_clock(source)
-    try:
-        yield source
-    finally:
-        clock.set_clock(None)
 
 
 @pytest.fixture

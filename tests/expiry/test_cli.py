@@ -25,8 +25,9 @@ from bigupload.storage.base import Storage, UploadNotFound
 from bigupload.storage.local import LocalStorage
 from bigupload.storage.s3 import S3Storage
 from tests.conftest import SECRET, TEST_BASE_URL, Caller
-from tests.expiry.conftest import PENDING_EXPIRY, Clock, Harness
+from tests.expiry.conftest import PENDING_EXPIRY, Harness
 from tests.expiry.helpers import data, parts_of, pending_parts, pending_put, whole
+from tests.support.clock import Clock
 from tests.support.moto import MotoServer
 from tests.support.net import free_port
 

@@ -19,8 +19,9 @@ from bigupload.expiry.confirm import confirm_file
 from bigupload.files.models import FileRecord
 from bigupload.files.status import CLIENT_TRANSITIONS, FileStatus, can_transition
 from tests.conftest import Caller
-from tests.expiry.conftest import CONFIRM_WITHIN, PENDING_EXPIRY, Clock, Harness
+from tests.expiry.conftest import CONFIRM_WITHIN, PENDING_EXPIRY, Harness
 from tests.expiry.helpers import data, pending_put, whole
+from tests.support.clock import Clock
 
 UNCONFIRMED_REASON = "not confirmed within 10 minutes of its upload"
 

@@ -22,7 +22,7 @@ from bigupload.files.models import FileRecord
 from bigupload.storage.base import UploadNotFound
 from bigupload.storage.s3 import S3Storage
 from tests.conftest import Caller
-from tests.expiry.conftest import PENDING_EXPIRY, Clock, Harness
+from tests.expiry.conftest import PENDING_EXPIRY, Harness
 from tests.expiry.helpers import (
     LAST_PART,
     Flaky,
@@ -35,6 +35,7 @@ from tests.expiry.helpers import (
     upload_ids,
     whole,
 )
+from tests.support.clock import Clock
 
 EXPIRED_REASON = "not uploaded within 1 hour"
 #: Past the pending limit and past the end of the month any key was made in, so that even an

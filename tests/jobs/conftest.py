@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bigupload import clock, migrate
+from bigupload import migrate
 from bigupload.db import create_engine, create_sessionmaker
 from bigupload.jobs.kinds import JobContext, JobKind, Periodic
 from bigupload.jobs.models import Job
@@ -32,30 +31,6 @@ from tests.conftest import make_settings
 WAIT = 30.0  # an upper bound against hanging, never a measure of speed
 
 EFFECTS_DDL = "CREATE TABLE job_effects (job_id BIGINT NOT NULL, worker VARCHAR(64) NOT NULL)"
-
-
-class Clock:
-    """``bigupload.clock``'s source while a test runs: time moves only when the test says."""
-
-    def __init__(self, start: datetime) -> None:
-        self.current = start
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, seconds: float) -> datetime:
-        self.current += timedelta(seconds=seconds)
-        return self.current
-
-
-@pytest.fixture
-def test_clock() -> Iterator[Clock]:
-    source = Clock(datetime.now(UTC).replace(microsecond=0))
-    clock.set_clock(source)
-    try:
-        yield source
-    finally:
-        clock.set_clock(None)
 
 
 class LogRecords(logging.Handler):

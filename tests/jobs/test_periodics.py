@@ -13,7 +13,8 @@ from sqlalchemy import select
 from bigupload.jobs import leases
 from bigupload.jobs.kinds import JobContext, JobKind, Periodic, PeriodicContext
 from bigupload.jobs.models import JobStatus, Lease
-from tests.jobs.conftest import Clock, LogRecords, Registry, eventually
+from tests.jobs.conftest import LogRecords, Registry, eventually
+from tests.support.clock import Clock
 
 INTERVAL = 60.0
 

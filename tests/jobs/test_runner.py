@@ -19,7 +19,8 @@ from bigupload.jobs.kinds import GiveUp, JobContext, JobKind, LeaseLost, Retry, 
 from bigupload.jobs.models import JobStatus
 from bigupload.jobs.queue import ENQUEUED, enqueue
 from bigupload.jobs.runner import ERROR_MAX_BYTES, JobRunner, default_worker_id, describe
-from tests.jobs.conftest import Clock, LogRecords, Registry, add_effect, eventually
+from tests.jobs.conftest import LogRecords, Registry, add_effect, eventually
+from tests.support.clock import Clock
 
 LEASE = 300.0  # the default job_lease_seconds
 

@@ -10,7 +10,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from bigupload import clock
 from bigupload.cli.webhooks import app as webhooks_cli
 from bigupload.jobs.runner import JITTER, JobRunner
 from bigupload.notifications.dispatch import DISPATCH
@@ -27,12 +25,12 @@ from tests.conftest import Caller
 from tests.notifications.test_webhooks import (
     LIFECYCLE,
     SECRET_ALL,
-    Clock,
     Hooks,
     Receiver,
     about,
     completed_file,
 )
+from tests.support.clock import Clock
 
 DELIVERIES = "/api/v1/webhooks/deliveries"
 
@@ -47,16 +45,6 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def settings_overrides(receiver: Receiver) -> dict[str, Any]:
     return {"webhooks": [{"url": receiver.url("/all"), "secret": SECRET_ALL}]}
-
-
-@pytest.fixture
-def test_clock() -> Iterator[Clock]:
-    source = Clock(datetime.now(UTC).replace(microsecond=0))
-    clock.set_clock(source)
-    try:
-        yield source
-    finally:
-        clock.set_clock(None)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,7 +26,7 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from bigupload import __version__, clock
+from bigupload import __version__
 from bigupload.files.models import FileEvent
 from bigupload.jobs.models import Job, JobStatus
 from bigupload.jobs.runner import JITTER, JobRunner
@@ -40,6 +40,7 @@ from bigupload.notifications.webhooks import (
 )
 from tests.api.helpers import start, uploaded
 from tests.conftest import Caller
+from tests.support.clock import Clock
 from tests.support.net import free_port
 
 WAIT = 10.0  # an upper bound against hanging, never a measure of speed
@@ -174,19 +175,6 @@ def about(owner: str, to_status: str) -> Callable[[dict[str, Any]], bool]:
 # -- fixtures the webhook and delivery-log tests share ---------------------------------------------
 
 
-class Clock:
-    """``bigupload.clock``'s source while a test runs: time moves only when the test says."""
-
-    def __init__(self, start: datetime) -> None:
-        self.current = start
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
-
-
 @dataclass
 class Hooks:
     app: FastAPI
@@ -235,16 +223,6 @@ def settings_overrides(receiver: Receiver) -> dict[str, Any]:
         ],
         "webhook_max_attempts": 5,
     }
-
-
-@pytest.fixture
-def test_clock() -> Iterator[Clock]:
-    source = Clock(datetime.now(UTC).replace(microsecond=0))
-    clock.set_clock(source)
-    try:
-        yield source
-    finally:
-        clock.set_clock(None)
 
 
 @pytest.fixture
