@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,7 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from bigupload.cli.webhooks import app as webhooks_cli
-from bigupload.jobs.runner import JITTER, JobRunner
-from bigupload.notifications.dispatch import DISPATCH
-from bigupload.notifications.webhooks import WEBHOOK, close_http_client
+from bigupload.jobs.runner import JITTER
 from tests.conftest import Caller
 from tests.notifications.test_webhooks import (
     LIFECYCLE,
@@ -30,35 +27,13 @@ from tests.notifications.test_webhooks import (
     about,
     completed_file,
 )
-from tests.support.clock import Clock
 
 DELIVERIES = "/api/v1/webhooks/deliveries"
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def settings_overrides(receiver: Receiver) -> dict[str, Any]:
     return {"webhooks": [{"url": receiver.url("/all"), "secret": SECRET_ALL}]}
-
-
-@pytest.fixture
-async def hooks(app: FastAPI, test_clock: Clock, receiver: Receiver) -> AsyncIterator[Hooks]:
-    runner = JobRunner(
-        sessionmaker=app.state.sessionmaker,
-        storage=app.state.storage,
-        settings=app.state.settings,
-        kinds={"webhook": WEBHOOK},
-        periodics=[DISPATCH],
-        worker_id="test-worker",
-    )
-    yield Hooks(app, runner, test_clock, receiver)
-    await close_http_client()
 
 
 @dataclass

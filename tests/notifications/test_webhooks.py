@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import format_datetime
@@ -30,11 +30,9 @@ from bigupload import __version__
 from bigupload.files.models import FileEvent
 from bigupload.jobs.models import Job, JobStatus
 from bigupload.jobs.runner import JITTER, JobRunner
-from bigupload.notifications.dispatch import DISPATCH
 from bigupload.notifications.webhooks import (
     RETRY_AFTER_CAP,
     WEBHOOK,
-    close_http_client,
     retry_after_seconds,
     webhook_backoff,
 )
@@ -208,13 +206,6 @@ class Hooks:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def settings_overrides(receiver: Receiver) -> dict[str, Any]:
     return {
         "webhooks": [
@@ -223,20 +214,6 @@ def settings_overrides(receiver: Receiver) -> dict[str, Any]:
         ],
         "webhook_max_attempts": 5,
     }
-
-
-@pytest.fixture
-async def hooks(app: FastAPI, test_clock: Clock, receiver: Receiver) -> AsyncIterator[Hooks]:
-    runner = JobRunner(
-        sessionmaker=app.state.sessionmaker,
-        storage=app.state.storage,
-        settings=app.state.settings,
-        kinds={"webhook": WEBHOOK},
-        periodics=[DISPATCH],
-        worker_id="test-worker",
-    )
-    yield Hooks(app, runner, test_clock, receiver)
-    await close_http_client()
 
 
 async def completed_file(caller: Caller, data: bytes = b"some bytes") -> str:
