@@ -452,7 +452,9 @@ class JobRunner:
             result = await periodic.run(ctx)
             shown = "" if result is None else ": " + repr(result)
             took = time.monotonic() - started
-            log.info("periodic %s ran in %.3fs%s", periodic.name, took, _cut(shown, 200))
+            # Work that found nothing to do (the dispatcher, every poll) is not worth a line.
+            level = logging.DEBUG if result in (None, 0) else logging.INFO
+            log.log(level, "periodic %s ran in %.3fs%s", periodic.name, took, _cut(shown, 200))
             return result
 
         if not periodic.exclusive:
