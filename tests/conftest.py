@@ -132,8 +132,20 @@ def settings_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 def storage(local_store: LocalStorage) -> Storage:
-    """The store behind ``app``; override to run a module against another adapter."""
+    """The store behind ``app``; override to run a module against another adapter (e.g. with
+    ``LOCAL_AND_MOTO``)."""
     return local_store
+
+
+#: Parameters of a module's own ``storage`` fixture, to be given to :func:`store_named`.
+LOCAL_AND_MOTO = ("local", "s3-moto")
+
+
+def store_named(request: pytest.FixtureRequest) -> Storage:
+    """The store a parametrised ``storage`` fixture asks for (``local`` or ``s3-moto``)."""
+    name = {"local": "local_store", "s3-moto": "moto_store"}[request.param]
+    store: Storage = request.getfixturevalue(name)
+    return store
 
 
 @pytest.fixture
@@ -206,3 +218,13 @@ def test_clock() -> Iterator[Clock]:
         yield source
     finally:
         clock.set_clock(None)
+
+
+@pytest.fixture
+async def store_http(alice: Caller, storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that follows the store's URLs: the app itself for the local store."""
+    if isinstance(storage, LocalStorage):
+        yield alice.http
+    else:
+        async with httpx.AsyncClient() as client:
+            yield client

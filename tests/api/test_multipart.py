@@ -11,7 +11,6 @@ import base64
 import hashlib
 import random
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,28 +21,16 @@ from bigupload.storage.base import Storage
 from bigupload.storage.local import LocalStorage
 from tests.api.helpers import sha256_hex, upload_request
 from tests.api.test_complete import events_of
-from tests.conftest import Caller
+from tests.conftest import LOCAL_AND_MOTO, Caller, store_named
 
 MiB = 1024 * 1024
 PART = 5 * MiB
 DATA = random.Random(7).randbytes(2 * PART + 12_345)  # three parts, the last short
 
 
-@pytest.fixture(params=["local", "s3-moto"])
+@pytest.fixture(params=LOCAL_AND_MOTO)
 def storage(request: pytest.FixtureRequest) -> Storage:
-    name = {"local": "local_store", "s3-moto": "moto_store"}[request.param]
-    store: Storage = request.getfixturevalue(name)
-    return store
-
-
-@pytest.fixture
-async def store_http(alice: Caller, storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
-    """A client that follows the store's URLs: the app itself for the local store."""
-    if isinstance(storage, LocalStorage):
-        yield alice.http
-    else:
-        async with httpx.AsyncClient() as client:
-            yield client
+    return store_named(request)
 
 
 async def begin(caller: Caller, data: bytes = DATA, **fields: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +15,7 @@ from bigupload.expiry.sweeper import SweepReport, sweep
 from bigupload.files.models import FileEvent, FileRecord
 from bigupload.jobs.models import Job
 from bigupload.storage.base import Storage
-from bigupload.storage.local import LocalStorage
-from tests.conftest import Caller
+from tests.conftest import LOCAL_AND_MOTO, store_named
 
 #: The expiry limits of these tests (the smallest the settings allow).
 PENDING_EXPIRY = 3600
@@ -29,21 +27,9 @@ def settings_overrides() -> dict[str, Any]:
     return {"pending_expiry_seconds": PENDING_EXPIRY}
 
 
-@pytest.fixture(params=["local", "s3-moto"])
+@pytest.fixture(params=LOCAL_AND_MOTO)
 def storage(request: pytest.FixtureRequest) -> Storage:
-    name = {"local": "local_store", "s3-moto": "moto_store"}[request.param]
-    store: Storage = request.getfixturevalue(name)
-    return store
-
-
-@pytest.fixture
-async def store_http(alice: Caller, storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
-    """A client that follows the store's URLs: the app itself for the local store."""
-    if isinstance(storage, LocalStorage):
-        yield alice.http
-    else:
-        async with httpx.AsyncClient() as client:
-            yield client
+    return store_named(request)
 
 
 @dataclass

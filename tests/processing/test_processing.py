@@ -10,7 +10,7 @@ import hashlib
 import random
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from bigupload.storage.base import Storage
 from bigupload.storage.local import LocalStorage
 from tests.api.helpers import sha256_hex, upload_request
 from tests.api.test_complete import events_of
-from tests.conftest import Caller
+from tests.conftest import LOCAL_AND_MOTO, Caller, store_named
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + random.Random(1).randbytes(3000)
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + random.Random(2).randbytes(3000) + b"\n%%EOF\n"
@@ -39,24 +39,12 @@ TRAIL = [(None, "pending"), ("pending", "uploaded"), ("uploaded", "processing")]
 STEPS = "tests.processing.sample_steps"
 
 
-@pytest.fixture(params=["local", "s3-moto"])
+@pytest.fixture(params=LOCAL_AND_MOTO)
 def storage(request: pytest.FixtureRequest) -> Storage:
-    name = {"local": "local_store", "s3-moto": "moto_store"}[request.param]
-    store: Storage = request.getfixturevalue(name)
-    return store
+    return store_named(request)
 
 
 LOCAL_ONLY = pytest.mark.parametrize("storage", ["local"], indirect=True)
-
-
-@pytest.fixture
-async def store_http(alice: Caller, storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
-    """A client that follows the store's URLs: the app itself for the local store."""
-    if isinstance(storage, LocalStorage):
-        yield alice.http
-    else:
-        async with httpx.AsyncClient() as client:
-            yield client
 
 
 @pytest.fixture
