@@ -161,12 +161,41 @@ class Settings(BaseSettings):
     confirm_within_seconds: int | None = Field(default=None, ge=60)
     sweep_interval_seconds: float = Field(default=300.0, ge=1, le=24 * 3600)
 
-    @field_validator("processing_steps", "sns_topic_arns", "email_events", mode="before")
+    # The web page, its sign-in sessions, and cross-origin callers.
+    #: Origins (``https://app.example.com``) whose pages may call the API; none: same origin only.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Origins whose pages may send bytes to the local store's URLs (``*``: any; the URL is the
+    #: credential). S3 stores take their own bucket CORS rule instead.
+    store_cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
+    session_max_age_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
+    #: ``Secure`` on the session cookie: ``auto`` sets it when the request came over HTTPS.
+    session_cookie_secure: Literal["auto", "always", "never"] = "auto"
+    #: Serve the uploader page at ``/``.
+    web_page: bool = True
+
+    @field_validator(
+        "processing_steps",
+        "sns_topic_arns",
+        "email_events",
+        "cors_origins",
+        "store_cors_origins",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
+
+    @field_validator("cors_origins", "store_cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if item != "*" and not re.match(r"^https?://[^/\s?#]+$", item):
+                raise ValueError(
+                    f"{item!r} is not an origin such as 'https://app.example.com' (no path)"
+                )
+        return tuple(item.rstrip("/") for item in value)
 
     @field_validator("email_events")
     @classmethod
