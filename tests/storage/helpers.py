@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 
+from bigupload.config import Settings
 from bigupload.errors import install_error_handlers
 from bigupload.storage.base import PresignedRequest, Storage
 from bigupload.storage.local import LocalStorage
@@ -18,11 +19,14 @@ from bigupload.storage.local.endpoints import router
 TEST_BASE_URL = "http://testserver"
 
 
-def local_app(store: LocalStorage) -> FastAPI:
-    """Just the local store's endpoints, as the service mounts them."""
+def local_app(store: LocalStorage, settings: Settings | None = None) -> FastAPI:
+    """Just the local store's endpoints, as the service mounts them (with ``settings``, when the
+    test needs some: the store reads ``store_cors_origins``)."""
     app = FastAPI()
     app.include_router(router)
     app.state.storage = store
+    if settings is not None:
+        app.state.settings = settings
     install_error_handlers(app)
     return app
 

@@ -63,8 +63,9 @@ def botocore_url(store: S3Storage, key: str, upload_id: str, part: PartToSign, e
         "Key": key,
         "UploadId": upload_id,
         "PartNumber": part.part_number,
-        "ContentLength": part.size,
     }
+    if part.size is not None:
+        params["ContentLength"] = part.size
     if part.checksum_sha256 is not None:
         params["ChecksumSHA256"] = base64.b64encode(part.checksum_sha256).decode()
     url: str = store.client.generate_presigned_url("upload_part", Params=params, ExpiresIn=expires)
@@ -177,6 +178,79 @@ def test_part_urls_are_botocores_byte_for_byte(
             checksum = base64.b64encode(part.checksum_sha256).decode()
             assert request.headers == {"x-amz-checksum-sha256": checksum}
             assert query["X-Amz-SignedHeaders"] == ["content-length;host;x-amz-checksum-sha256"]
+
+
+@pytest.mark.parametrize("layout", ["path-custom-endpoint", "virtual-aws"])
+@pytest.mark.parametrize("token", [None, TOKEN], ids=["no-token", "session-token"])
+def test_size_less_part_urls_are_botocores_and_sign_no_length(
+    monkeypatch: pytest.MonkeyPatch,
+    frozen_botocore: datetime,
+    caplog: pytest.LogCaptureFixture,
+    layout: str,
+    token: str | None,
+) -> None:
+    endpoint, region, style, bucket, _ = LAYOUTS[layout]
+    credentials(monkeypatch, token)
+    store = S3Storage(
+        build_client(endpoint_url=endpoint, region=region, addressing_style=style), bucket
+    )
+    parts = [
+        PartToSign(1, None, None),
+        PartToSign(2, None, digest(2)),
+        PartToSign(10_000, None, None),
+    ]
+    botocore_calls = count_botocore_calls(monkeypatch, store.client)
+    with caplog.at_level(logging.WARNING):
+        requests = store.presign_parts(KEY, UPLOAD_ID, parts, expires_in=900)
+    assert len(botocore_calls) == 1, "one botocore URL per batch: the fast path was not taken"
+    assert not caplog.records
+    for part, request in zip(parts, requests, strict=True):
+        assert request.url == botocore_url(store, KEY, UPLOAD_ID, part, 900)
+        signed = parse_qs(urlsplit(request.url).query)["X-Amz-SignedHeaders"]
+        assert signed == (
+            ["host"] if part.checksum_sha256 is None else ["host;x-amz-checksum-sha256"]
+        )
+
+
+def test_a_batch_of_sized_and_size_less_parts_signs_each_kind_from_its_own_template(
+    monkeypatch: pytest.MonkeyPatch, frozen_botocore: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    credentials(monkeypatch, None)
+    store = S3Storage(build_client(endpoint_url="http://127.0.0.1:4566", region="us-east-1"), "b")
+    parts = [
+        PartToSign(1, MIN_PART_SIZE, None),
+        PartToSign(2, None, None),
+        PartToSign(3, 5, digest(3)),
+        PartToSign(4, None, digest(4)),
+        PartToSign(5, 0, None),
+    ]
+    botocore_calls = count_botocore_calls(monkeypatch, store.client)
+    with caplog.at_level(logging.WARNING):
+        requests = store.presign_parts(KEY, UPLOAD_ID, parts, expires_in=60)
+    assert len(botocore_calls) == 2  # one template per kind, then the fast path
+    assert not caplog.records
+    assert [r.url for r in requests] == [
+        botocore_url(store, KEY, UPLOAD_ID, part, 60) for part in parts
+    ]
+
+
+def test_size_less_parts_fall_back_to_botocore_with_a_client_it_does_not_know(
+    monkeypatch: pytest.MonkeyPatch, frozen_botocore: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    credentials(monkeypatch, None)
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url="http://127.0.0.1:4566",
+        region_name="us-east-1",
+        config=Config(signature_version="s3", s3={"addressing_style": "path"}),
+    )
+    store = S3Storage(client, "bu-bucket")
+    parts = [PartToSign(1, None, None), PartToSign(2, None, digest(2))]
+    with caplog.at_level(logging.WARNING, logger="bigupload.storage.s3.presign"):
+        requests = store.presign_parts(KEY, UPLOAD_ID, parts, expires_in=60)
+    assert "slow path" in caplog.text
+    for part, request in zip(parts, requests, strict=True):
+        assert request.url == botocore_url(store, KEY, UPLOAD_ID, part, 60)
 
 
 def test_each_batch_signs_with_the_credentials_of_the_moment(

@@ -2,6 +2,7 @@
 
 from bigupload.storage.base import (
     ObjectNotFound,
+    PresignedPost,
     PresignedRequest,
     Storage,
     StorageError,
@@ -11,6 +12,7 @@ from bigupload.storage.base import (
 
 __all__ = [
     "ObjectNotFound",
+    "PresignedPost",
     "PresignedRequest",
     "Storage",
     "StorageError",

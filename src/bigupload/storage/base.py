@@ -67,6 +67,19 @@ class PresignedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class PresignedPost:
+    """A browser form POST (an S3 POST policy) the holder may send until ``expires_at``.
+
+    ``fields`` go into the ``multipart/form-data`` body in this order, before the ``file``
+    field, which must come last (S3 ignores any field after it).
+    """
+
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class StoredObject:
     """What the store says it holds under a key."""
 
@@ -80,10 +93,14 @@ class StoredObject:
 
 @dataclass(frozen=True, slots=True)
 class PartToSign:
-    """A part to sign an upload URL for: exactly ``size`` bytes (and of that digest, if given)."""
+    """A part to sign an upload URL for: exactly ``size`` bytes (and of that digest, if given).
+
+    ``size=None`` binds no length: the URL then stores a part of any size up to
+    :data:`MAX_PART_SIZE` (for clients that do not say how long their parts are).
+    """
 
     part_number: int
-    size: int
+    size: int | None
     checksum_sha256: bytes | None = None
 
 
@@ -135,6 +152,12 @@ class Storage(Protocol):
         expires_in: int,
     ) -> PresignedRequest:
         """A PUT that stores exactly ``size`` bytes of ``content_type`` (and of that digest)."""
+        ...
+
+    def presign_post(
+        self, key: str, *, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        """A browser form POST (S3 POST policy) storing 0..max_size bytes of content_type at key."""
         ...
 
     def presign_get(

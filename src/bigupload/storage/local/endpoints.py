@@ -1,24 +1,92 @@
-"""The HTTP face of the local store: PUT and GET on the URLs that :class:`LocalStorage` signs.
+"""The HTTP face of the local store: PUT, POST and GET on the URLs that :class:`LocalStorage`
+signs, with their CORS.
 
 A PUT whose query names ``uploadId`` or ``partNumber`` uploads one part of a multipart upload,
-as S3's UploadPart does; any other PUT stores a whole object.
+as S3's UploadPart does; any other PUT stores a whole object. ``POST /store`` takes a browser
+form upload as S3 takes a POST policy's: ``multipart/form-data`` with the fields first (``key``,
+``Content-Type``, ``token``; S3's other fields are ignored) and the ``file`` field last (any
+field after it is ignored, as S3 does), answered 204 with ``ETag`` and ``Location``
+(``success_action_status`` 200 or 201 as S3 answers them).
+
+CORS is answered here, not by the service's middleware, so the store's URLs work from any page
+that ``settings.store_cors_origins`` allows: preflights (``OPTIONS``) are answered by the routes
+below, and every other answer of these routes, errors included, carries
+``Access-Control-Allow-Origin`` and exposes the headers an uploader reads (``ETag``...).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
+from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
+from fastapi.routing import APIRoute
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import Message, Receive, Scope, Send
 
 from bigupload.errors import AppError, NotFound, StorageUnavailable
 from bigupload.storage.base import StorageUnreachable, UploadNotFound
 from bigupload.storage.disposition import content_disposition
 from bigupload.storage.keys import InvalidKey
+from bigupload.storage.local import events
+from bigupload.storage.local.formdata import (
+    FieldsTooLarge,
+    FormReader,
+    MalformedForm,
+    boundary_of,
+)
 from bigupload.storage.local.store import LocalStorage, UploadRejected
 from bigupload.storage.local.tokens import TokenExpired, TokenInvalid
 
-router = APIRouter(prefix="/store", include_in_schema=False)
+#: What a browser may do cross-origin on the store's URLs, and read from its answers.
+CORS_METHODS = "GET, HEAD, PUT, POST"
+CORS_EXPOSED = "ETag, Location, x-amz-checksum-sha256, Content-Length, Content-Disposition"
+CORS_MAX_AGE = "3000"
+#: The most bytes of a form's fields (and their part headers) before its file, as S3 allows.
+MAX_FORM_FIELDS = 20 * 1024
+
+
+def _allowed_origin(scope: Scope, origin: str) -> str | None:
+    """What ``Access-Control-Allow-Origin`` answers ``origin``: ``*``, the origin, or nothing."""
+    settings = getattr(scope["app"].state, "settings", None)
+    origins: tuple[str, ...] = getattr(settings, "store_cors_origins", ("*",))
+    if "*" in origins:
+        return "*"
+    return origin if origin in origins else None
+
+
+def _wildcard(scope: Scope) -> bool:
+    settings = getattr(scope["app"].state, "settings", None)
+    return "*" in getattr(settings, "store_cors_origins", ("*",))
+
+
+class _StoreRoute(APIRoute):
+    """A route whose answers (errors included) carry the store's CORS headers."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await super().handle(scope, receive, send)  # preflights answer their own
+            return
+        origin = Headers(scope=scope).get("origin")
+        allowed = _allowed_origin(scope, origin) if origin is not None else None
+        vary = not _wildcard(scope)
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if allowed is not None:
+                    headers["Access-Control-Allow-Origin"] = allowed
+                    headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
+                if vary:
+                    headers.add_vary_header("Origin")
+            await send(message)
+
+        await super().handle(scope, receive, send_with_cors)
+
+
+router = APIRouter(prefix="/store", include_in_schema=False, route_class=_StoreRoute)
 
 Token = Annotated[str, Query(min_length=1, max_length=8192)]
 # Compared as sent with what the token names: any other value is a URL we did not sign.
@@ -138,3 +206,104 @@ async def get_object(key: str, token: Token, request: Request) -> Response:
     if stored.etag:
         headers["ETag"] = stored.etag
     return FileResponse(path, media_type=grant.content_type, headers=headers)
+
+
+@router.post("")
+async def post_object(request: Request) -> Response:
+    """A browser form upload (S3's POST policy): the fields, then the file, streamed to disk."""
+    store = _store(request)
+    try:
+        reader = FormReader(request.stream(), boundary_of(request.headers.get("content-type")))
+        fields, has_file = await _form_fields(reader)
+    except FieldsTooLarge as exc:
+        raise AppError(str(exc), code="form_fields_too_large", status=400) from None
+    except MalformedForm as exc:
+        raise AppError(str(exc), code="malformed_form", status=400) from None
+    key, token = fields.get("key"), fields.get("token")
+    if key is None:
+        raise AppError(
+            "the form has no key field", code="form_field_missing", details={"field": "key"}
+        )
+    try:
+        grant = store.signer.verify_post(token or "", key)
+    except (TokenExpired, TokenInvalid) as exc:
+        raise _denied(exc) from None
+    if not has_file:
+        raise AppError(
+            "the form has no file field (it must come after the other fields)",
+            code="file_missing",
+        )
+    try:
+        stored = await store.receive_form(
+            grant, reader.stream(), content_type=fields.get("content-type")
+        )
+    except MalformedForm as exc:  # the body ended inside the file
+        raise AppError(str(exc), code="malformed_form", status=400) from None
+    except UploadRejected as exc:
+        raise AppError(exc.message, code=exc.code, status=exc.status) from None
+    except StorageUnreachable as exc:
+        raise StorageUnavailable(str(exc)) from None
+    except InvalidKey:
+        raise NotFound("no such object") from None
+    store.emit_created(stored, events.POST)  # in the background, as S3 sends ObjectCreated:Post
+    location = f"{store.public_url}/store/{quote(key, safe='/')}"
+    headers = {"ETag": stored.etag or "", "Location": location}
+    status = fields.get("success_action_status")
+    if status == "201":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<PostResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Location>{escape(location)}</Location><Bucket>{escape(store.bucket)}</Bucket>"
+            f"<Key>{escape(key)}</Key><ETag>{escape(stored.etag or '')}</ETag></PostResponse>"
+        )
+        return Response(body, status_code=201, headers=headers, media_type="application/xml")
+    return Response(status_code=200 if status == "200" else 204, headers=headers)
+
+
+async def _form_fields(reader: FormReader) -> tuple[dict[str, str], bool]:
+    """The form's fields before its ``file`` (names lowercased), and whether a file follows."""
+    fields: dict[str, str] = {}
+    budget = MAX_FORM_FIELDS
+    while (part := await reader.next_part()) is not None:
+        budget -= part.header_bytes
+        name = part.name.lower()
+        if name == "file":
+            return fields, True
+        value = await reader.read_value(max(budget, 0))
+        budget -= len(value)
+        if budget < 0:
+            raise FieldsTooLarge(f"the form's fields exceed {MAX_FORM_FIELDS} bytes")
+        try:
+            fields[name] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedForm(f"the field {part.name!r} is not UTF-8") from None
+    return fields, False
+
+
+@router.options("")
+@router.options("/{key:path}")
+async def preflight(request: Request) -> Response:
+    """A CORS preflight: allowed for the configured origins and the store's methods."""
+    origin = request.headers.get("origin")
+    method = request.headers.get("access-control-request-method")
+    if origin is None or method is None:  # not a preflight: say what the URLs take
+        return Response(status_code=204, headers={"Allow": f"{CORS_METHODS}, OPTIONS"})
+    allowed = _allowed_origin(request.scope, origin)
+    vary = {} if _wildcard(request.scope) else {"Vary": "Origin"}
+    if allowed is None or method not in CORS_METHODS.split(", "):
+        raise AppError(
+            "this CORS request is not allowed",
+            code="cors_forbidden",
+            status=403,
+            headers=vary or None,
+        )
+    headers = {
+        "Access-Control-Allow-Origin": allowed,
+        "Access-Control-Allow-Methods": CORS_METHODS,
+        "Access-Control-Max-Age": CORS_MAX_AGE,
+        **vary,
+    }
+    requested = request.headers.get("access-control-request-headers")
+    if requested:
+        headers["Access-Control-Allow-Headers"] = requested
+    return Response(status_code=204, headers=headers)

@@ -1,11 +1,11 @@
 """The local store tells the service about the objects it stored, as S3 does through events.
 
 Each stored object becomes an S3 event notification (``{"Records": [...]}``, the shape AWS
-documents: ``eventName`` ``ObjectCreated:Put`` or ``ObjectCreated:CompleteMultipartUpload``, the
-bucket, the key URL-encoded as S3 encodes it, size, ETag and sequencer). It is delivered to the
-store's sink in a background task: a slow or failing sink never fails or delays the upload that
-stored the object, and a delivery that fails is logged (the client's complete call, and the
-sweeper, still find the object).
+documents: ``eventName`` ``ObjectCreated:Put``, ``ObjectCreated:Post`` or
+``ObjectCreated:CompleteMultipartUpload``, the bucket, the key URL-encoded as S3 encodes it,
+size, ETag and sequencer). It is delivered to the store's sink in a background task: a slow or
+failing sink never fails or delays the upload that stored the object, and a delivery that fails
+is logged (the client's complete call, and the sweeper, still find the object).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ log = logging.getLogger("bigupload.storage.local")
 EventSink = Callable[[Mapping[str, Any]], Awaitable[object]]
 
 PUT = "ObjectCreated:Put"
+POST = "ObjectCreated:Post"
 COMPLETE_MULTIPART = "ObjectCreated:CompleteMultipartUpload"
 
 _counter = itertools.count()

@@ -13,10 +13,13 @@ and is then linked into place, so a refused or interrupted upload leaves nothing
 with S3's ``If-None-Match: *``, an upload never replaces a stored object: a replayed URL is
 refused with 412.
 
+A browser form upload (``POST /store``, S3's POST policy) streams its ``file`` field the same
+way, refused past the largest size its token allows.
+
 Multipart uploads follow S3: a part URL (``?uploadId=..&partNumber=..&token=..``) stores one
-part of exactly its signed length (and SHA-256, if signed), replacing an earlier upload of that
-part; completing joins the named parts into the object in a worker thread, streaming, and never
-replaces a stored object either.
+part of exactly its signed length (and SHA-256, if signed), or of any length up to 5 GiB when
+signed without one, replacing an earlier upload of that part; completing joins the named
+parts into the object in a worker thread, streaming, and never replaces a stored object either.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from bigupload.storage.base import (
     MultipartUpload,
     ObjectNotFound,
     PartToSign,
+    PresignedPost,
     PresignedRequest,
     StorageError,
     StorageUnreachable,
@@ -59,7 +63,13 @@ from bigupload.storage.local.multipart import (
     requires_checksum,
 )
 from bigupload.storage.local.paths import path_for
-from bigupload.storage.local.tokens import GetGrant, PartGrant, PutGrant, TokenSigner
+from bigupload.storage.local.tokens import (
+    GetGrant,
+    PartGrant,
+    PostGrant,
+    PutGrant,
+    TokenSigner,
+)
 
 #: Bytes gathered before one write to disk (off the event loop).
 WRITE_BUFFER = 1024 * 1024
@@ -119,6 +129,8 @@ class LocalStorage:
         for directory in (self.objects, self.meta, self.tmp, self.multipart):
             directory.mkdir(parents=True, exist_ok=True)
         self.uploads = Uploads(self.multipart, self.tmp)
+        #: The most a part signed without a length may hold: S3's part limit.
+        self.max_part_size = MAX_PART_SIZE
         #: Where S3-shaped ObjectCreated notifications go (see :mod:`.events`); none if unset.
         self.event_sink: events.EventSink | None = None
         self._events = events.EventEmitter()
@@ -146,6 +158,19 @@ class LocalStorage:
             headers["x-amz-checksum-sha256"] = checksum
         return PresignedRequest("PUT", self._url(key, token), expires_at, headers)
 
+    def presign_post(
+        self, key: str, *, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        """A form POST to ``{public_url}/store``: fields ``key``, ``Content-Type`` and ``token``
+        (which binds the key, the type, the largest size and the expiry), then ``file``."""
+        path_for(self.objects, key)
+        if type(max_size) is not int or max_size < 0:
+            raise ValueError(f"max_size is a number of bytes, not {max_size!r}")
+        expires_at = _expiry(expires_in)
+        token = self.signer.sign_post(PostGrant(key, content_type, max_size), expires_at)
+        fields = {"key": key, "Content-Type": content_type, "token": token}
+        return PresignedPost(url=f"{self.public_url}/store", fields=fields, expires_at=expires_at)
+
     def presign_get(
         self, key: str, *, filename: str, content_type: str, expires_in: int
     ) -> PresignedRequest:
@@ -161,12 +186,12 @@ class LocalStorage:
         if not is_upload_id(upload_id):
             raise ValueError("not an upload id of this store")
         checksum_required = requires_checksum(upload_id)
-        specs: list[tuple[int, int, str | None]] = []
+        specs: list[tuple[int, int | None, str | None]] = []
         for part in parts:
             number, size, digest = part.part_number, part.size, part.checksum_sha256
             if type(number) is not int or not 1 <= number <= MAX_PARTS:
                 raise ValueError(f"part numbers run from 1 to {MAX_PARTS}, not {number!r}")
-            if type(size) is not int or not 0 <= size <= MAX_PART_SIZE:
+            if size is not None and (type(size) is not int or not 0 <= size <= MAX_PART_SIZE):
                 raise ValueError(f"a part has 0 to {MAX_PART_SIZE} bytes, not {size!r}")
             if digest is None:
                 if checksum_required:
@@ -213,44 +238,75 @@ class LocalStorage:
                 "size_mismatch",
                 f"Content-Length must be {grant.size}, as signed into the URL",
             )
-        target = path_for(self.objects, grant.key)
-        meta_path = path_for(self.meta, grant.key, ".json")
-        if await anyio.to_thread.run_sync(target.exists):
+        if await anyio.to_thread.run_sync(path_for(self.objects, grant.key).exists):
             raise _already_stored()
         async with self._spooled(body, size=grant.size, checksum=grant.checksum_sha256) as sink:
-            stored = StoredObject(
-                key=grant.key,
-                size=sink.size,
-                etag=f'"{sink.md5.hexdigest()}"',
-                content_type=grant.content_type,
-                checksum_sha256=sink.sha256.hexdigest(),
-                last_modified=clock.now(),
+            return await self._store_object(sink, grant.key, grant.content_type)
+
+    async def receive_form(
+        self, grant: PostGrant, body: AsyncIterator[bytes], *, content_type: str | None
+    ) -> StoredObject:
+        """Store a form upload's ``file`` (``body``) if it is what the grant allows:
+        ``content_type`` is the form's ``Content-Type`` field, the file 0 to ``max_size`` bytes.
+        """
+        self._ensure_root()
+        if content_type != grant.content_type:
+            raise UploadRejected(
+                403,
+                "content_type_mismatch",
+                f"the Content-Type field must be {grant.content_type!r}, as signed",
             )
-            await anyio.to_thread.run_sync(self._commit, sink, target, meta_path, stored)
-            return stored
+        if await anyio.to_thread.run_sync(path_for(self.objects, grant.key).exists):
+            raise _already_stored()
+        async with self._spooled(body, size=None, limit=grant.max_size) as sink:
+            return await self._store_object(sink, grant.key, grant.content_type)
+
+    async def _store_object(self, sink: _Sink, key: str, content_type: str) -> StoredObject:
+        target = path_for(self.objects, key)
+        meta_path = path_for(self.meta, key, ".json")
+        stored = StoredObject(
+            key=key,
+            size=sink.size,
+            etag=f'"{sink.md5.hexdigest()}"',
+            content_type=content_type,
+            checksum_sha256=sink.sha256.hexdigest(),
+            last_modified=clock.now(),
+        )
+        await anyio.to_thread.run_sync(self._commit, sink, target, meta_path, stored)
+        return stored
 
     @contextlib.asynccontextmanager
     async def _spooled(
-        self, body: AsyncIterator[bytes], *, size: int, checksum: str | None
+        self,
+        body: AsyncIterator[bytes],
+        *,
+        size: int | None,
+        limit: int | None = None,
+        checksum: str | None = None,
     ) -> AsyncIterator[_Sink]:
-        """``body`` in a new file in ``tmp/``, refused unless it is exactly ``size`` bytes (of
-        SHA-256 ``checksum``, base64, if given). The file is gone afterwards unless the caller
-        moved it away."""
+        """``body`` in a new file in ``tmp/``, refused unless it is exactly ``size`` bytes (or,
+        with ``size=None``, at most ``limit`` bytes) of SHA-256 ``checksum`` (base64, if given).
+        The file is gone afterwards unless the caller moved it away."""
+        if size is not None:
+            most, code = size, "size_mismatch"
+            too_long = f"body is longer than the signed {size} bytes"
+        else:
+            assert limit is not None
+            most, code = limit, "entity_too_large"
+            too_long = f"body is larger than the {limit} bytes allowed"
         sink = await anyio.to_thread.run_sync(_Sink.create, self.tmp)
         try:
             buffer = bytearray()
             async for chunk in body:
-                if sink.size + len(buffer) + len(chunk) > size:
-                    raise UploadRejected(
-                        400, "size_mismatch", f"body is longer than the signed {size} bytes"
-                    )
+                if sink.size + len(buffer) + len(chunk) > most:
+                    raise UploadRejected(400, code, too_long)
                 buffer += chunk
                 if len(buffer) >= WRITE_BUFFER:
                     await anyio.to_thread.run_sync(sink.write, bytes(buffer))
                     buffer.clear()
             if buffer:
                 await anyio.to_thread.run_sync(sink.write, bytes(buffer))
-            if sink.size != size:
+            if size is not None and sink.size != size:
                 raise UploadRejected(
                     400,
                     "size_mismatch",
@@ -299,8 +355,12 @@ class LocalStorage:
     async def receive_part(
         self, grant: PartGrant, body: AsyncIterator[bytes], *, content_length: int | None
     ) -> StoredPart:
-        """Store ``body`` as the grant's part if it is exactly what the grant allows."""
-        if content_length is not None and content_length != grant.size:
+        """Store ``body`` as the grant's part if it is exactly what the grant allows (any
+        length up to :attr:`max_part_size` when the grant binds none)."""
+        if grant.size is None:
+            if content_length is not None and content_length > self.max_part_size:
+                raise _too_large(self.max_part_size)
+        elif content_length is not None and content_length != grant.size:
             raise UploadRejected(
                 403, "size_mismatch", f"Content-Length must be {grant.size}, as signed into the URL"
             )
@@ -309,7 +369,9 @@ class LocalStorage:
             raise UploadRejected(
                 403, "checksum_required", "this upload takes parts signed with their SHA-256 only"
             )
-        async with self._spooled(body, size=grant.size, checksum=grant.checksum_sha256) as sink:
+        async with self._spooled(
+            body, size=grant.size, limit=self.max_part_size, checksum=grant.checksum_sha256
+        ) as sink:
             fields = {
                 "size": sink.size,
                 "etag": f'"{sink.md5.hexdigest()}"',
@@ -514,6 +576,11 @@ def _already_stored() -> UploadRejected:
         "object_exists",
         "an object is already stored under this key: an upload URL stores one object, once",
     )
+
+
+def _too_large(limit: int) -> UploadRejected:
+    # S3 answers 400 EntityTooLarge.
+    return UploadRejected(400, "entity_too_large", f"body is larger than the {limit} bytes allowed")
 
 
 def _object_exists(key: str) -> StorageError:

@@ -2,9 +2,10 @@
 
 A PUT token carries the key, content type, length, optional SHA-256 and expiry; a GET token
 the key, the filename to present and the expiry; a part token the key, the multipart upload's
-id, the part number, the length, optional SHA-256 and expiry. They are HS256 JWTs with an
-audience per purpose, so a download link can never be replayed as an upload link, nor a part
-link as a whole-object one.
+id, the part number, the length (absent: any, up to S3's 5 GiB part limit), optional SHA-256
+and expiry; a POST token (the policy of a browser form upload) the key, content type, largest
+size and expiry. They are HS256 JWTs with an audience per purpose, so a download link can never
+be replayed as an upload link, nor a part link as a whole-object one.
 
 Part tokens come by the thousand (one per part of a large file), so :meth:`TokenSigner.sign_parts`
 builds them without PyJWT: the header segment is encoded once, the payload is assembled from
@@ -28,6 +29,7 @@ from bigupload import clock
 PUT_AUDIENCE = "bigupload:store:put"
 GET_AUDIENCE = "bigupload:store:get"
 PART_AUDIENCE = "bigupload:store:part"
+POST_AUDIENCE = "bigupload:store:post"
 _ALGORITHM = "HS256"
 _HEADER_SEGMENT = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=") + b"."
 
@@ -53,8 +55,15 @@ class PartGrant:
     key: str
     upload_id: str
     part_number: int
-    size: int
+    size: int | None  # None: any length up to MAX_PART_SIZE
     checksum_sha256: str | None  # base64, as S3 takes it
+
+
+@dataclass(frozen=True, slots=True)
+class PostGrant:
+    key: str
+    content_type: str
+    max_size: int  # 0 to max_size bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,16 @@ class TokenSigner:
             claims["sha"] = grant.checksum_sha256
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
+    def sign_post(self, grant: PostGrant, expires_at: datetime) -> str:
+        claims = {
+            "aud": POST_AUDIENCE,
+            "key": grant.key,
+            "ct": grant.content_type,
+            "max": grant.max_size,
+            "exp": int(expires_at.timestamp()),
+        }
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
     def sign_get(self, grant: GetGrant, expires_at: datetime) -> str:
         claims = {
             "aud": GET_AUDIENCE,
@@ -95,10 +114,10 @@ class TokenSigner:
         self,
         key: str,
         upload_id: str,
-        parts: Iterable[tuple[int, int, str | None]],
+        parts: Iterable[tuple[int, int | None, str | None]],
         expires_at: datetime,
     ) -> list[str]:
-        """One token per ``(part number, size, base64 SHA-256 or None)``, in order.
+        """One token per ``(part number, size or None, base64 SHA-256 or None)``, in order.
 
         The caller has validated every value: ``upload_id`` is URL- and JSON-safe, numbers
         and sizes are ints, checksums are base64 (no character JSON would escape).
@@ -115,10 +134,11 @@ class TokenSigner:
         )
         tokens = []
         for number, size, checksum in parts:
+            length = "" if size is None else f',"len":{size}'  # no length: any, up to 5 GiB
             if checksum is None:
-                payload = f'{prefix}{number},"len":{size}}}'
+                payload = f"{prefix}{number}{length}}}"
             else:
-                payload = f'{prefix}{number},"len":{size},"sha":"{checksum}"}}'
+                payload = f'{prefix}{number}{length},"sha":"{checksum}"}}'
             signing_input = header + encode(payload.encode()).rstrip(b"=")
             signature = encode(digest(secret, signing_input, "sha256")).rstrip(b"=")
             tokens.append((signing_input + b"." + signature).decode("ascii"))
@@ -152,6 +172,14 @@ class TokenSigner:
             raise TokenInvalid("token lacks its constraints")
         return PutGrant(key, content_type, size, sha if isinstance(sha, str) else None)
 
+    def verify_post(self, token: str, key: str) -> PostGrant:
+        """The form upload the token allows, if it was signed for ``key`` (the form's)."""
+        claims = self._decode(token, POST_AUDIENCE, key)
+        largest, content_type = claims.get("max"), claims.get("ct")
+        if type(largest) is not int or not isinstance(content_type, str):
+            raise TokenInvalid("token lacks its constraints")
+        return PostGrant(key, content_type, largest)
+
     def verify_get(self, token: str, key: str) -> GetGrant:
         claims = self._decode(token, GET_AUDIENCE, key)
         filename, content_type = claims.get("fn"), claims.get("ct")
@@ -167,8 +195,11 @@ class TokenSigner:
         """
         claims = self._decode(token, PART_AUDIENCE, key)
         uid, number, size, sha = (claims.get(n) for n in ("uid", "pn", "len", "sha"))
-        if not isinstance(uid, str) or not isinstance(number, int) or not isinstance(size, int):
+        if not isinstance(uid, str) or not isinstance(number, int):
             raise TokenInvalid("token lacks its constraints")
+        if "len" in claims and not isinstance(size, int):
+            raise TokenInvalid("token lacks its constraints")  # absent is any length, not null
         if uid != upload_id or str(number) != part_number:
             raise TokenInvalid("token is for another upload or part")
-        return PartGrant(key, uid, number, size, sha if isinstance(sha, str) else None)
+        length = size if isinstance(size, int) else None
+        return PartGrant(key, uid, number, length, sha if isinstance(sha, str) else None)

@@ -15,7 +15,11 @@ the batch is tried once more, and then every URL of the batch is presigned by bo
 
 A URL signs ``content-length`` (the part's exact size), ``host`` and, when given,
 ``x-amz-checksum-sha256`` (base64): the uploader must send exactly ``size`` bytes and that
-header. The payload is ``UNSIGNED-PAYLOAD``, as in every presigned S3 URL.
+header. A part of no size (``None``) signs no ``content-length``: S3 then takes any length up to
+its 5 GiB part limit. The payload is ``UNSIGNED-PAYLOAD``, as in every presigned S3 URL.
+
+Sized and size-less parts sign different headers, so a batch holding both is signed as two
+batches, each from its own botocore template (and checked against it).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ _ALGORITHM = "AWS4-HMAC-SHA256"
 _UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _PLAIN_HEADERS = "content-length;host"
 _CHECKSUM_HEADERS = "content-length;host;x-amz-checksum-sha256"
+_UNSIZED_PLAIN_HEADERS = "host"
+_UNSIZED_CHECKSUM_HEADERS = "host;x-amz-checksum-sha256"
 _AUTH_PARAMS = (
     "X-Amz-Algorithm",
     "X-Amz-Credential",
@@ -47,10 +53,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class UploadPart(NamedTuple):
-    """One part to sign: its number, its exact size, and its SHA-256 in base64 (or ``None``)."""
+    """One part to sign: its number, its exact size (``None``: any), and its SHA-256 in base64
+    (or ``None``)."""
 
     part_number: int
-    size: int
+    size: int | None
     checksum_sha256: str | None = None
 
 
@@ -78,6 +85,30 @@ def presign_upload_parts(
     """
     if not parts:
         return []
+    unsized = [index for index, part in enumerate(parts) if part.size is None]
+    if not unsized or len(unsized) == len(parts):
+        return _sign_batch(client, bucket, key, upload_id, parts, expires_in)
+    # Both kinds: each signs other headers, so each is a batch of its own.
+    sized = [index for index, part in enumerate(parts) if part.size is not None]
+    urls: list[str] = [""] * len(parts)
+    for indexes in (sized, unsized):
+        batch = [parts[index] for index in indexes]
+        for index, url in zip(
+            indexes, _sign_batch(client, bucket, key, upload_id, batch, expires_in), strict=True
+        ):
+            urls[index] = url
+    return urls
+
+
+def _sign_batch(
+    client: Any,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    parts: Sequence[UploadPart],
+    expires_in: int,
+) -> list[str]:
+    """Parts that are all sized, or all size-less: fast, unless botocore disagrees."""
     problem = "the fast signature differs from botocore's"
     for _attempt in range(2):
         try:
@@ -106,8 +137,9 @@ def _botocore_url(
         "Key": key,
         "UploadId": upload_id,
         "PartNumber": part.part_number,
-        "ContentLength": part.size,
     }
+    if part.size is not None:
+        params["ContentLength"] = part.size
     if part.checksum_sha256 is not None:
         params["ChecksumSHA256"] = part.checksum_sha256
     url: str = client.generate_presigned_url("upload_part", Params=params, ExpiresIn=expires_in)
@@ -161,8 +193,11 @@ class _Variant:
         canonical = "&".join(f"{name}={value}" for name, value in sorted(operation + auth))
         before, after = canonical.split(_HOLE)
         self.canonical_head = f"PUT\n{path}\n{before}"
-        self.canonical_mid = f"{after}\ncontent-length:"
-        if signed_headers == _CHECKSUM_HEADERS:
+        # Sized: ...<number>{mid}<size>{tail[0]}[<checksum>{tail[1]}]; size-less: the same
+        # with no size (``mid`` then ends the query, and ``tail[0]`` names the host).
+        sized = signed_headers.startswith("content-length;")
+        self.canonical_mid = f"{after}\ncontent-length:" if sized else after
+        if signed_headers.endswith(";x-amz-checksum-sha256"):
             self.canonical_tail = (
                 f"\nhost:{host}\nx-amz-checksum-sha256:",
                 f"\n\n{signed_headers}\n{_UNSIGNED_PAYLOAD}",
@@ -196,7 +231,12 @@ class _Batch:
             raise _Unexpected(f"not a SigV4 UploadPart URL: {sorted(auth)}")
         if _HOLE not in dict(operation).values():
             raise _Unexpected("no partNumber in botocore's URL")
-        expected = _PLAIN_HEADERS if first.checksum_sha256 is None else _CHECKSUM_HEADERS
+        self.sized = first.size is not None
+        if self.sized:
+            plain_headers, checksum_headers = _PLAIN_HEADERS, _CHECKSUM_HEADERS
+        else:
+            plain_headers, checksum_headers = _UNSIZED_PLAIN_HEADERS, _UNSIZED_CHECKSUM_HEADERS
+        expected = plain_headers if first.checksum_sha256 is None else checksum_headers
         signed_headers = unquote(auth["X-Amz-SignedHeaders"])
         if signed_headers != expected or auth["X-Amz-Algorithm"] != _ALGORITHM:
             raise _Unexpected(f"botocore signed {signed_headers!r}, not {expected!r}")
@@ -224,10 +264,13 @@ class _Batch:
         base = f"{url.scheme}://{url.netloc}{url.path}"
         host = _host(url.scheme, url.hostname, url.port)
         signed = [(name, value) for name, value in auth.items() if name != "X-Amz-Signature"]
-        self._plain = _Variant(base, url.path, host, operation, signed, _PLAIN_HEADERS)
-        self._checksum = _Variant(base, url.path, host, operation, signed, _CHECKSUM_HEADERS)
+        self._plain = _Variant(base, url.path, host, operation, signed, plain_headers)
+        self._checksum = _Variant(base, url.path, host, operation, signed, checksum_headers)
 
     def sign_all(self, parts: Sequence[UploadPart]) -> list[str]:
+        """Every part's URL; the parts are all sized or all size-less, as the first was."""
+        if not self.sized:
+            return self._sign_unsized(parts)
         # Hot loop: everything constant is bound to locals first.
         key = self._signing_key
         sts_head = self._string_to_sign_head
@@ -244,6 +287,29 @@ class _Batch:
                 v = checksum
                 canonical = (
                     f"{v.canonical_head}{number}{v.canonical_mid}{size}"
+                    f"{v.canonical_tail[0]}{checksum_sha256}{v.canonical_tail[1]}"
+                )
+            string_to_sign = sts_head + sha256(canonical.encode()).hexdigest()
+            signature = digest(key, string_to_sign.encode(), "sha256").hex()
+            urls.append(f"{v.url_head}{number}{v.url_mid}{signature}")
+        return urls
+
+    def _sign_unsized(self, parts: Sequence[UploadPart]) -> list[str]:
+        key = self._signing_key
+        sts_head = self._string_to_sign_head
+        digest, sha256 = hmac.digest, hashlib.sha256
+        plain, checksum = self._plain, self._checksum
+        urls = []
+        for number, size, checksum_sha256 in parts:
+            if size is not None:
+                raise ValueError("a batch of size-less parts holds a sized one")
+            if checksum_sha256 is None:
+                v = plain
+                canonical = f"{v.canonical_head}{number}{v.canonical_mid}{v.canonical_tail[0]}"
+            else:
+                v = checksum
+                canonical = (
+                    f"{v.canonical_head}{number}{v.canonical_mid}"
                     f"{v.canonical_tail[0]}{checksum_sha256}{v.canonical_tail[1]}"
                 )
             string_to_sign = sts_head + sha256(canonical.encode()).hexdigest()

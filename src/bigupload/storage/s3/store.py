@@ -54,6 +54,7 @@ from bigupload.storage.base import (
     ObjectNotFound,
     PartsRejected,
     PartToSign,
+    PresignedPost,
     PresignedRequest,
     StorageError,
     StorageUnreachable,
@@ -182,6 +183,41 @@ class S3Storage:
         expires_at = clock.now().replace(microsecond=0) + timedelta(seconds=expires_in)
         url = self._presign("put_object", params, expires_in)
         return PresignedRequest("PUT", url, expires_at, headers)
+
+    def presign_post(
+        self, key: str, *, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        """An S3 POST policy: the form stores 0 to ``max_size`` bytes of ``content_type`` at
+        ``key`` (the policy binds the bucket, the key, the type and the length range).
+
+        Unlike a PUT URL it cannot sign ``If-None-Match``: S3 lets a replayed form replace the
+        object until the policy expires.
+        """
+        validate_key(key)
+        if type(max_size) is not int or max_size < 0:
+            raise ValueError(f"max_size is a number of bytes, not {max_size!r}")
+        expires_at = clock.now().replace(microsecond=0) + timedelta(seconds=expires_in)
+        try:
+            form: dict[str, Any] = self.client.generate_presigned_post(
+                Bucket=self.bucket,
+                Key=key,
+                Fields={"Content-Type": content_type},
+                Conditions=[
+                    {"Content-Type": content_type},
+                    ["content-length-range", 0, max_size],
+                ],
+                ExpiresIn=expires_in,
+            )
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise StorageUnreachable("no S3 credentials are configured") from exc
+        except AttributeError as exc:
+            # botocore's POST signer does not check for credentials: it trips over None.
+            signer = getattr(self.client, "_request_signer", None)
+            if signer is not None and getattr(signer, "_credentials", None) is None:
+                raise StorageUnreachable("no S3 credentials are configured") from exc
+            raise
+        fields = {str(name): str(value) for name, value in form["fields"].items()}
+        return PresignedPost(url=str(form["url"]), fields=fields, expires_at=expires_at)
 
     def presign_get(
         self, key: str, *, filename: str, content_type: str, expires_in: int
@@ -314,17 +350,19 @@ class S3Storage:
         """One PUT per part, in the order given.
 
         Each URL signs ``Content-Length``, so the body must be exactly the part's ``size``
-        bytes (any HTTP client sets that header from the body); with ``checksum_sha256`` it also
+        bytes (any HTTP client sets that header from the body); a part of ``size=None`` signs no
+        length (S3 then takes up to 5 GiB); with ``checksum_sha256`` it also
         signs ``x-amz-checksum-sha256``, which is in ``headers`` and must be sent as is. An
         upload begun with ``checksum_sha256=True`` refuses a part without its checksum.
         """
         validate_key(key)
         to_sign = []
         for part in parts:
-            number, size = operator.index(part.part_number), operator.index(part.size)
+            number = operator.index(part.part_number)
+            size = None if part.size is None else operator.index(part.size)
             if not 1 <= number <= MAX_PARTS:
                 raise ValueError(f"part numbers run from 1 to {MAX_PARTS}: {number}")
-            if not 0 <= size <= MAX_PART_SIZE:
+            if size is not None and not 0 <= size <= MAX_PART_SIZE:
                 raise ValueError(f"a part holds 0 to {MAX_PART_SIZE} bytes: {size}")
             to_sign.append(UploadPart(number, size, _b64(part.checksum_sha256)))
         expires_at = clock.now().replace(microsecond=0) + timedelta(seconds=expires_in)
