@@ -12,9 +12,11 @@ from fastapi import APIRouter, FastAPI
 from bigupload import __version__
 from bigupload.auth.cache import KeyCache
 from bigupload.auth.dependencies import Principal
+from bigupload.auth.endpoints import router as session_router
 from bigupload.auth.tokens import TokenVerifier
 from bigupload.body_limit import BodyLimitMiddleware
 from bigupload.config import Settings, load_settings
+from bigupload.cors import ApiCORSMiddleware
 from bigupload.db import create_engine, create_sessionmaker
 from bigupload.errors import COMMON_RESPONSES, install_error_handlers
 from bigupload.files.endpoints import router as files_router
@@ -99,13 +101,20 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
     app.state.key_cache = KeyCache[Principal](settings.auth_cache_seconds)
+    app.state.session_cache = KeyCache[Principal](settings.auth_cache_seconds)
+    app.state.sign_in_limiter = RateLimiter(
+        settings.session_rate_limit, settings.rate_limit_storage
+    )
     app.state.token_verifier = _token_verifier(settings)
 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_size=API_MAX_BODY_SIZE, path_prefix="/api/")
+    if settings.cors_origins:
+        app.add_middleware(ApiCORSMiddleware, origins=settings.cors_origins)
     app.add_middleware(RequestLogMiddleware)
 
     api = APIRouter(prefix="/api/v1", responses=COMMON_RESPONSES)
+    api.include_router(session_router)
     api.include_router(uploads_router)
     api.include_router(files_router)
     api.include_router(events_router)

@@ -10,7 +10,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 KiB = 1024
@@ -170,6 +178,8 @@ class Settings(BaseSettings):
     session_max_age_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
     #: ``Secure`` on the session cookie: ``auto`` sets it when the request came over HTTPS.
     session_cookie_secure: Literal["auto", "always", "never"] = "auto"
+    #: Sign-in attempts (``POST /api/v1/session``) per client address; ``off`` for none.
+    session_rate_limit: str = "10/minute"
     #: Serve the uploader page at ``/``.
     web_page: bool = True
 
@@ -189,8 +199,13 @@ class Settings(BaseSettings):
 
     @field_validator("cors_origins", "store_cors_origins")
     @classmethod
-    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _origins(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         for item in value:
+            if item == "*" and info.field_name == "cors_origins":
+                raise ValueError(
+                    "'*' cannot be used: the API's browser callers send credentials (the session "
+                    "cookie), which CORS forbids with '*'; list the origins"
+                )
             if item != "*" and not re.match(r"^https?://[^/\s?#]+$", item):
                 raise ValueError(
                     f"{item!r} is not an origin such as 'https://app.example.com' (no path)"
@@ -232,7 +247,7 @@ class Settings(BaseSettings):
             raise ValueError(f"is not a regular expression: {exc}") from None
         return value
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "session_rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         from limits import parse_many

@@ -47,5 +47,9 @@ class KeyCache(Generic[T]):
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    def discard(self, key_hash: str) -> None:
+        """Forget one entry (a session signed out here stops working at once)."""
+        self._entries.pop(key_hash, None)
+
     def clear(self) -> None:
         self._entries.clear()

@@ -1,19 +1,32 @@
-"""Who is calling: the ``Authorization: Bearer <key>`` of every API request."""
+"""Who is calling: the ``Authorization: Bearer <key>`` of an API request, or else the web page's
+session cookie (see :mod:`bigupload.auth.sessions`)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from bigupload import clock
 from bigupload.auth import repository
 from bigupload.auth.cache import KeyCache
 from bigupload.auth.keys import KEY_PREFIX, hash_key
+from bigupload.auth.sessions import (
+    COOKIE_NAME,
+    MAX_TOKEN_LENGTH,
+    clear_cookie_header,
+    csrf_passed,
+    csrf_token,
+)
 from bigupload.auth.tokens import TokenVerifier
+from bigupload.config import Settings
 from bigupload.dependencies import SessionDep
-from bigupload.errors import Unauthenticated
+from bigupload.errors import Forbidden, Unauthenticated
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -28,6 +41,12 @@ _MAX_TOKEN = 16 * 1024
 class Principal:
     owner: str
     key_name: str
+    #: How the caller came: an API key, a JWT, or the web page's session cookie.
+    via: Literal["key", "jwt", "session"] = "key"
+    #: For ``via="session"``: the session, its end, and the CSRF token its requests carry.
+    session_id: uuid.UUID | None = None
+    expires_at: datetime | None = None
+    csrf_token: str | None = None
 
 
 async def current_principal(
@@ -36,18 +55,26 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
-    token = credentials.credentials
-    verifier: TokenVerifier | None = request.app.state.token_verifier
-    if len(token) > (_MAX_TOKEN if verifier else _MAX_KEY):
-        raise Unauthenticated("the credential is too long to be valid", code="invalid_api_key")
-    cache: KeyCache[Principal] = request.app.state.key_cache
-    digest = hash_key(token)
-    principal = cache.get(digest)
-    if principal is None:
-        if verifier is not None and not token.startswith(KEY_PREFIX):
+        cookie = request.cookies.get(COOKIE_NAME)
+        if not cookie:
+            raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
+        principal = await _signed_in(request, session, cookie)
+    else:
+        # The hot path: a cached key costs one digest and one dictionary read.
+        token = credentials.credentials
+        verifier: TokenVerifier | None = request.app.state.token_verifier
+        if len(token) > (_MAX_TOKEN if verifier else _MAX_KEY):
+            raise Unauthenticated("the credential is too long to be valid", code="invalid_api_key")
+        cache: KeyCache[Principal] = request.app.state.key_cache
+        digest = hash_key(token)
+        cached = cache.get(digest)
+        if cached is not None:
+            principal = cached
+        elif verifier is not None and not token.startswith(KEY_PREFIX):
             verified = await verifier.verify(token)
-            principal = Principal(owner=verified.owner, key_name=f"jwt:{verified.subject}")
+            principal = Principal(
+                owner=verified.owner, key_name=f"jwt:{verified.subject}", via="jwt"
+            )
             cache.put(digest, principal, until=verified.expires_at)
         else:
             key = await repository.find_active(session, digest)
@@ -60,6 +87,52 @@ async def current_principal(
     request.state.owner = principal.owner
     await request.app.state.rate_limiter.hit(principal.owner)
     return principal
+
+
+async def _signed_in(request: Request, session: AsyncSession, token: str) -> Principal:
+    """The principal of a session cookie, cached like keys; then the CSRF check."""
+    settings: Settings = request.app.state.settings
+    cache: KeyCache[Principal] = request.app.state.session_cache
+    digest = hash_key(token)
+    principal = cache.get(digest)
+    if principal is None:
+        record = (
+            await repository.find_session(session, digest)
+            if len(token) <= MAX_TOKEN_LENGTH
+            else None
+        )
+        if record is None:
+            raise _session_ended(
+                request, "the session is not valid (signed out, or its key was revoked)"
+            )
+        if record.expires_at <= clock.now():
+            raise _session_ended(request, "the session has expired", code="session_expired")
+        principal = Principal(
+            owner=record.owner,
+            key_name=record.key_name,
+            via="session",
+            session_id=record.id,
+            expires_at=record.expires_at,
+            csrf_token=csrf_token(settings.effective_secret_key, token),
+        )
+        cache.put(digest, principal, until=record.expires_at)
+    assert principal.csrf_token is not None
+    if not csrf_passed(request, settings, principal.csrf_token):
+        raise Forbidden(
+            "this request used the session cookie without proof that it comes from the page: "
+            "send X-CSRF-Token (SessionInfo.csrf_token)",
+            code="csrf_failed",
+        )
+    return principal
+
+
+def _session_ended(request: Request, message: str, *, code: str = "invalid_session") -> Exception:
+    """A 401 that also clears the cookie: the browser need not send it again."""
+    headers = {
+        "WWW-Authenticate": "Bearer",
+        "Set-Cookie": clear_cookie_header(request, request.app.state.settings),
+    }
+    return Unauthenticated(f"{message}; sign in again", code=code, headers=headers)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal, scope="function")]

@@ -1,15 +1,17 @@
-"""SQL for API keys."""
+"""SQL for API keys and the web page's sessions."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bigupload import clock
 from bigupload.auth.keys import display_prefix, generate_key, hash_key
-from bigupload.auth.models import ApiKey
+from bigupload.auth.models import ApiKey, WebSession
 
 
 class KeyExists(Exception):
@@ -75,3 +77,50 @@ async def email_of(session: AsyncSession, owner: str) -> str | None:
         .limit(1)
     )
     return result.scalar_one_or_none()
+
+
+async def create_session(
+    session: AsyncSession, key: ApiKey, token_hash: str, *, expires_at: datetime
+) -> WebSession:
+    """Record a sign-in with ``key``; the key's ended sessions are dropped on the way."""
+    now = clock.now()
+    await session.execute(
+        delete(WebSession).where(
+            WebSession.api_key_id == key.id,
+            or_(WebSession.expires_at <= now, WebSession.revoked_at.is_not(None)),
+        )
+    )
+    record = WebSession(
+        token_hash=token_hash,
+        api_key_id=key.id,
+        owner=key.owner,
+        key_name=key.name,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    session.add(record)
+    await session.flush()
+    return record
+
+
+async def find_session(session: AsyncSession, token_hash: str) -> WebSession | None:
+    """The session with that token digest while it and its key are unrevoked (expired or not)."""
+    result = await session.execute(
+        select(WebSession)
+        .join(ApiKey, ApiKey.id == WebSession.api_key_id)
+        .where(
+            WebSession.token_hash == token_hash,
+            WebSession.revoked_at.is_(None),
+            ApiKey.revoked_at.is_(None),
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def revoke_session(session: AsyncSession, session_id: uuid.UUID) -> bool:
+    result = await session.execute(
+        update(WebSession)
+        .where(WebSession.id == session_id, WebSession.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )
+    return bool(getattr(result, "rowcount", 0))
