@@ -34,6 +34,7 @@ from bigupload.storage.local.endpoints import router as local_store_router
 from bigupload.storage_events.endpoints import router as storage_events_router
 from bigupload.storage_events.handler import local_event_sink
 from bigupload.uploads.endpoints import router as uploads_router
+from bigupload.uppy.endpoints import router as uppy_router
 
 log = logging.getLogger("bigupload")
 
@@ -48,8 +49,9 @@ Upload very large files straight into S3-compatible storage through pre-signed U
 2. Send the bytes with exactly that method, URL and headers.
 3. `POST /api/v1/uploads/{id}/complete` checks the store and marks the file `uploaded`.
 
-Every `/api/v1` route needs `Authorization: Bearer <api key>`. Errors are
-`{"error": {"code", "message", "details"}}` with stable codes.
+Every `/api/v1` and `/s3` route needs `Authorization: Bearer <api key>`, or the web page's session
+cookie (`POST /api/v1/session`). The `/s3` routes are the ones Uppy's `@uppy/aws-s3` plugin calls
+on Uppy Companion. Errors are `{"error": {"code", "message", "details"}}` with stable codes.
 """
 
 
@@ -108,7 +110,9 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.state.token_verifier = _token_verifier(settings)
 
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_size=API_MAX_BODY_SIZE, path_prefix="/api/")
+    app.add_middleware(
+        BodyLimitMiddleware, max_size=API_MAX_BODY_SIZE, path_prefix=("/api/", "/s3/")
+    )
     if settings.cors_origins:
         app.add_middleware(ApiCORSMiddleware, origins=settings.cors_origins)
     app.add_middleware(RequestLogMiddleware)
@@ -121,6 +125,7 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     api.include_router(deliveries_router)
     api.include_router(storage_events_router)
     app.include_router(api)
+    app.include_router(uppy_router)
     app.include_router(health_router)
     app.include_router(local_store_router)
     return app

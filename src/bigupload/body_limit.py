@@ -19,14 +19,14 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_size: int, path_prefix: str) -> None:
+    def __init__(self, app: ASGIApp, *, max_size: int, path_prefix: str | tuple[str, ...]) -> None:
         self.app = app
         self.max_size = max_size
         self.path_prefix = path_prefix
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, path: str) -> None:
         message = f"the request body is larger than {self.max_size} bytes"
-        body = json.dumps(error_body("payload_too_large", message)).encode()
+        body = json.dumps(error_body("payload_too_large", message, path=path)).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -47,7 +47,7 @@ class BodyLimitMiddleware:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.max_size:
-                    await self._refuse(send)
+                    await self._refuse(send, scope["path"])
                     return
                 break
 
@@ -71,7 +71,7 @@ class BodyLimitMiddleware:
             if exceeded:
                 if not refused:
                     refused = True
-                    await self._refuse(send)
+                    await self._refuse(send, scope["path"])
                 return
             await send(message)
 
@@ -79,4 +79,4 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge:
             if not refused:
-                await self._refuse(send)
+                await self._refuse(send, scope["path"])

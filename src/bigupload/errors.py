@@ -140,8 +140,15 @@ def store_errors(doing: str) -> Iterator[None]:
         raise StorageFailure(f"the store could not {doing}: {exc}") from exc
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
+#: Paths whose error answers also carry ``message`` at the top: Uppy's client shows only that.
+TOP_LEVEL_MESSAGE_PREFIX = "/s3/"
+
+
+def error_body(code: str, message: str, details: Any = None, *, path: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"error": {"code": code, "message": message, "details": details}}
+    if path.startswith(TOP_LEVEL_MESSAGE_PREFIX):
+        body["message"] = message
+    return body
 
 
 def _request_id(request: Request) -> str:
@@ -160,7 +167,9 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
             _request_id(request),
         )
     return JSONResponse(
-        error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=exc.headers
+        error_body(exc.code, exc.message, exc.details, path=request.url.path),
+        status_code=exc.status,
+        headers=exc.headers,
     )
 
 
@@ -177,7 +186,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         details.append({"field": _location(tuple(error.get("loc", ()))), "message": message})
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
     return JSONResponse(
-        error_body("validation_error", f"invalid request: {summary}", details), status_code=422
+        error_body(
+            "validation_error", f"invalid request: {summary}", details, path=request.url.path
+        ),
+        status_code=422,
     )
 
 
@@ -194,7 +206,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
-    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(
+        error_body(code, message, path=request.url.path),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -205,6 +221,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         error_body(
             "internal_error",
             f"an unexpected error occurred (request id {_request_id(request)})",
+            path=request.url.path,
         ),
         status_code=500,
         # Sent from outside the request-log middleware, so the id header is added here.

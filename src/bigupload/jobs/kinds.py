@@ -26,11 +26,18 @@ class Retry(Exception):  # an instruction, not an error
     """
 
     def __init__(
-        self, message: str, *, after: float | None = None, result: dict[str, Any] | None = None
+        self,
+        message: str,
+        *,
+        after: float | None = None,
+        result: dict[str, Any] | None = None,
+        waiting: bool = False,
     ) -> None:
         super().__init__(message)
         self.after = after
         self.result = result
+        #: Not a failure: the job polls for something that has not happened yet (logged at DEBUG).
+        self.waiting = waiting
 
 
 class GiveUp(Exception):

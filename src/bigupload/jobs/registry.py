@@ -20,8 +20,9 @@ def job_kinds(settings: Settings) -> Mapping[str, JobKind]:
     from bigupload.notifications.sns import SNS_PUBLISH
     from bigupload.notifications.webhooks import WEBHOOK
     from bigupload.processing.job import process_kind
+    from bigupload.uppy.landing import LANDING_KIND
 
-    kinds = (process_kind(settings), PURGE, WEBHOOK, EMAIL, SNS_PUBLISH)
+    kinds = (process_kind(settings), PURGE, WEBHOOK, EMAIL, SNS_PUBLISH, LANDING_KIND)
     return {kind.name: kind for kind in kinds}
 
 

@@ -380,7 +380,10 @@ class JobRunner:
             self._lease_lost(ctx, took)
             return
         self.stats.retried += 1
-        _outcome(logging.WARNING, ctx, f"failed, retry in {delay:.1f}s", took, error, exc_info)
+        if isinstance(exc, Retry) and exc.waiting:
+            _outcome(logging.DEBUG, ctx, f"waiting, again in {delay:.1f}s", took, error)
+        else:
+            _outcome(logging.WARNING, ctx, f"failed, retry in {delay:.1f}s", took, error, exc_info)
 
     async def _bury(
         self,

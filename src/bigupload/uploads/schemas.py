@@ -78,6 +78,18 @@ def decode_sha256(value: str) -> bytes:
     return digest
 
 
+def check_metadata(value: dict[str, str]) -> dict[str, str]:
+    """User metadata within bounds: at most 32 entries, keys of 1-128 characters, 8 KiB."""
+    if len(value) > MAX_METADATA_ENTRIES:
+        raise ValueError(f"must have at most {MAX_METADATA_ENTRIES} entries")
+    for key in value:
+        if not 1 <= len(key) <= 128:
+            raise ValueError("keys must be 1 to 128 characters")
+    if len(json.dumps(value).encode()) > MAX_METADATA_BYTES:
+        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+    return value
+
+
 class CreateUpload(BaseModel):
     """A request to upload one file. ``fileName``, ``fileType`` and ``fileSize`` are aliases."""
 
@@ -154,14 +166,7 @@ class CreateUpload(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_METADATA_ENTRIES:
-            raise ValueError(f"must have at most {MAX_METADATA_ENTRIES} entries")
-        for key in value:
-            if not 1 <= len(key) <= 128:
-                raise ValueError("keys must be 1 to 128 characters")
-        if len(json.dumps(value).encode()) > MAX_METADATA_BYTES:
-            raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
-        return value
+        return check_metadata(value)
 
 
 class SingleUploadTicket(BaseModel):

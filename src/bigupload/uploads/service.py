@@ -56,12 +56,16 @@ def wants_multipart(request: CreateUpload, settings: Settings) -> bool:
     return request.size > min(settings.multipart_threshold, settings.max_single_put_size)
 
 
-def check_limits(request: CreateUpload, settings: Settings, *, multipart: bool) -> None:
-    if not settings.content_type_allowed(request.content_type):
+def check_content_type(content_type: str, settings: Settings) -> None:
+    if not settings.content_type_allowed(content_type):
         raise UnsupportedMediaType(
-            f"files of type {request.content_type!r} are not accepted",
+            f"files of type {content_type!r} are not accepted",
             details={"allowed": list(settings.allowed_content_types)},
         )
+
+
+def check_limits(request: CreateUpload, settings: Settings, *, multipart: bool) -> None:
+    check_content_type(request.content_type, settings)
     if request.size > settings.max_file_size:
         raise PayloadTooLarge(
             f"the file is larger than the {settings.max_file_size}-byte limit",
@@ -87,22 +91,15 @@ async def create_upload(
     committed, and a ticket that cannot be signed leaves no record."""
     multipart = wants_multipart(request, settings)
     check_limits(request, settings, multipart=multipart)
-    file_id = uuid.uuid4()
-    now = clock.now()
-    record = FileRecord(
-        id=file_id,
-        owner=owner,
-        bucket=storage.bucket,
-        key=object_key(owner, file_id),
+    record = new_record(
+        owner,
+        storage,
         filename=request.filename,
         content_type=request.content_type,
         size=request.size,
+        metadata=request.metadata,
         checksum_sha256=request.checksum_sha256,
-        status=FileStatus.PENDING.value,
-        user_metadata=request.metadata,
         part_checksums=multipart and request.part_checksums,
-        created_at=now,
-        updated_at=now,
     )
     if multipart:
         return await _create_multipart(session, inserter, record, request, storage, settings)
@@ -132,16 +129,43 @@ async def create_upload(
     )
 
 
-async def _create_multipart(
-    session: AsyncSession,
-    inserter: FileInserter,
-    record: FileRecord,
-    request: CreateUpload,
+def new_record(
+    owner: str,
     storage: Storage,
-    settings: Settings,
-) -> MultipartUploadTicket:
-    sizer = PartSizer(default_part_size=settings.part_size)
-    record.part_size = sizer.part_size(request.size, request.part_size)
+    *,
+    filename: str,
+    content_type: str,
+    size: int | None,
+    metadata: dict[str, str],
+    checksum_sha256: str | None = None,
+    part_checksums: bool = False,
+) -> FileRecord:
+    """A new ``pending`` file (not yet inserted); ``size`` ``None``: not declared."""
+    file_id = uuid.uuid4()
+    now = clock.now()
+    return FileRecord(
+        id=file_id,
+        owner=owner,
+        bucket=storage.bucket,
+        key=object_key(owner, file_id),
+        filename=filename,
+        content_type=content_type,
+        size=size,
+        checksum_sha256=checksum_sha256,
+        status=FileStatus.PENDING.value,
+        user_metadata=metadata,
+        part_checksums=part_checksums,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def begin_multipart(
+    session: AsyncSession, inserter: FileInserter, record: FileRecord, storage: Storage
+) -> str:
+    """Begin the store's multipart upload for ``record``, then insert the record (committed
+    when this returns); answer the upload id. A record that cannot be inserted leaves no
+    upload in the store."""
     await session.commit()  # hold no registry connection while the store is asked
     with store_errors("begin the upload"):
         record.multipart_upload_id = await storage.create_multipart(
@@ -153,13 +177,27 @@ async def _create_multipart(
         with contextlib.suppress(StorageError):  # leave no parts nobody can find
             await storage.abort_multipart(record.key, record.multipart_upload_id)
         raise
+    return record.multipart_upload_id
+
+
+async def _create_multipart(
+    session: AsyncSession,
+    inserter: FileInserter,
+    record: FileRecord,
+    request: CreateUpload,
+    storage: Storage,
+    settings: Settings,
+) -> MultipartUploadTicket:
+    sizer = PartSizer(default_part_size=settings.part_size)
+    record.part_size = sizer.part_size(request.size, request.part_size)
+    upload_id = await begin_multipart(session, inserter, record, storage)
     return MultipartUploadTicket(
         id=record.id,
         key=record.key,
         bucket=record.bucket,
         status=FileStatus.PENDING,
         method="multipart",
-        upload_id=record.multipart_upload_id,
+        upload_id=upload_id,
         part_size=record.part_size,
         part_count=sizer.part_count(request.size, record.part_size),
         part_checksums=record.part_checksums,
@@ -185,18 +223,35 @@ def _settled(record: FileRecord) -> FileRecord:
     raise multipart.not_in_progress(record)
 
 
+class Refused(AppError):
+    """This call failed the upload (it is now ``failed`` with the reason)."""
+
+
 async def _fail(
-    session: AsyncSession, record: FileRecord, code: str, reason: str, details: object
+    session: AsyncSession,
+    record: FileRecord,
+    code: str,
+    reason: str,
+    details: object,
+    *,
+    status: int = 422,
 ) -> AppError:
     if await repository.transition(
         session, record, FileStatus.PENDING, FileStatus.FAILED, reason=reason, error=reason
     ):
         await session.commit()
         log.warning("upload %s failed verification: %s", record.id, reason)
-        return AppError(reason, code=code, status=422, details=details)
+        return Refused(reason, code=code, status=status, details=details)
     await repository.refresh(session, record)
     _settled(record)
-    return AppError(reason, code=code, status=422, details=details)
+    return AppError(reason, code=code, status=status, details=details)
+
+
+def size_limit(record: FileRecord, settings: Settings) -> int:
+    """The most bytes a file begun without a size may hold."""
+    if record.multipart_upload_id is not None:
+        return settings.max_file_size
+    return min(settings.max_file_size, settings.max_single_put_size)
 
 
 async def _join_parts(
@@ -204,9 +259,14 @@ async def _join_parts(
     record: FileRecord,
     storage: Storage,
     claimed: list[ClaimedPart] | None,
+    settings: Settings,
 ) -> StoredObject | None:
     """Complete the store's multipart upload from the parts it holds; ``None`` if there is
-    nothing to complete because a racing call already did."""
+    nothing to complete because a racing call already did.
+
+    Parts of an open-size upload that add up to more than the limit fail the upload (413
+    ``file_too_large``, the file ``failed`` with the reason) and are freed in the store.
+    """
     assert record.multipart_upload_id is not None
     try:
         held = await multipart.stored_parts(record, storage)
@@ -214,7 +274,15 @@ async def _join_parts(
         if exc.code != "upload_not_in_store" or await _stored(storage, record) is None:
             raise
         return None  # completed by a racing call: verify what it made
-    parts = multipart.parts_to_complete(record, held, claimed)
+    try:
+        parts = multipart.parts_to_complete(
+            record, held, claimed, max_size=size_limit(record, settings)
+        )
+    except PayloadTooLarge as exc:
+        error = await _fail(session, record, exc.code, exc.message, exc.details, status=413)
+        with store_errors("free the parts"), contextlib.suppress(UploadNotFound):
+            await storage.abort_multipart(record.key, record.multipart_upload_id)
+        raise error from None
     with store_errors("complete the upload"):
         try:
             return await storage.complete_multipart(record.key, record.multipart_upload_id, parts)
@@ -248,6 +316,10 @@ async def complete_upload(
     that becomes ``uploaded`` has its processing queued in ``session``: the caller commits both.
     Idempotent: a confirmed file answers as it is. Of two racing calls one records the change
     and the other answers the same file. The registry is not held while the store is asked.
+
+    A file begun without a size (``record.size`` ``None``) is confirmed at whatever size the
+    store holds, up to the limit (:func:`size_limit`); a larger object fails the file with 413
+    ``file_too_large`` and is removed.
     """
     if FileStatus(record.status) != FileStatus.PENDING:
         return _settled(record)
@@ -261,7 +333,7 @@ async def complete_upload(
 
     try:
         if record.multipart_upload_id is not None:
-            await _join_parts(session, record, storage, claimed)
+            await _join_parts(session, record, storage, claimed, settings)
         stored = await _stored(storage, record)
         if stored is None:
             raise Conflict(
@@ -269,12 +341,26 @@ async def complete_upload(
                 "first",
                 code="upload_incomplete",
             )
-    except AppError:
+    except AppError as exc:
+        if isinstance(exc, Refused):
+            raise
         # A racing abort (or complete) explains what the store said better than the store.
         await repository.refresh(session, record)
         if FileStatus(record.status) != FileStatus.PENDING:
             return _settled(record)
         raise
+    if record.size is None and stored.size > (limit := size_limit(record, settings)):
+        error = await _fail(
+            session,
+            record,
+            "file_too_large",
+            f"the store holds {stored.size} bytes, more than the {limit}-byte limit",
+            {"max_size": limit, "size": stored.size},
+            status=413,
+        )
+        with store_errors("remove the refused object"):
+            await storage.delete(record.key)
+        raise error
     if record.size is not None and stored.size != record.size:
         raise await _fail(
             session,
