@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-deps install dev lint format typecheck bench bench-upload clean
+.PHONY: run test test-deps install dev lint format typecheck bench bench-upload clean web
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bigupload needs Python 3.11 or newer (set PYTHON=...)")'
@@ -31,6 +31,8 @@ run: install
 test-deps:
 	scripts/install-postgres.sh
 	scripts/install-localstack.sh
+	scripts/install-chromium.sh
+	scripts/build-uppy-harness.sh
 
 test: dev test-deps
 	$(BIN)/pytest
@@ -50,6 +52,11 @@ bench: install
 bench-upload: install
 	$(BIN)/pip install -q 'nanio>=0.1.7'
 	$(BIN)/python bench/upload_throughput.py --rounds 5
+
+# The web page: sources in web/, built into src/bigupload/web/static/ (committed, so installing
+# bigupload needs no Node.js). Needs Node.js >= 20.19 and npm.
+web:
+	cd web && npm ci && npm run build
 
 clean:
 	rm -rf $(VENV) .venv-localstack .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,7 @@ from bigupload.storage_events.endpoints import router as storage_events_router
 from bigupload.storage_events.handler import local_event_sink
 from bigupload.uploads.endpoints import router as uploads_router
 from bigupload.uppy.endpoints import router as uppy_router
+from bigupload.web.endpoints import router as web_router
 
 log = logging.getLogger("bigupload")
 
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.include_router(uppy_router)
     app.include_router(health_router)
     app.include_router(local_store_router)
+    app.include_router(web_router)
     return app
 
 

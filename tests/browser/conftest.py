@@ -39,8 +39,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Per module: Playwright's sync API runs an event loop in the main thread while it lives,
+    and the asyncio tests collected after the browser tests need that thread's loop free."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -85,6 +87,7 @@ def screenshot(request: pytest.FixtureRequest) -> Any:
 
     def take(page: Any, step: str = "end") -> Path:
         path = SCREENSHOTS / f"{test}-{step}.png"
+        page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-image
         page.screenshot(path=str(path), full_page=True)
         return path
 
