@@ -269,47 +269,26 @@ class _Batch:
 
     def sign_all(self, parts: Sequence[UploadPart]) -> list[str]:
         """Every part's URL; the parts are all sized or all size-less, as the first was."""
-        if not self.sized:
-            return self._sign_unsized(parts)
         # Hot loop: everything constant is bound to locals first.
         key = self._signing_key
         sts_head = self._string_to_sign_head
         digest, sha256 = hmac.digest, hashlib.sha256
         plain, checksum = self._plain, self._checksum
+        sized = self.sized
         urls = []
         for number, size, checksum_sha256 in parts:
+            if (size is not None) is not sized:
+                raise ValueError("a batch mixes sized and size-less parts")
+            length = size if sized else ""  # a size-less URL signs no content-length
             if checksum_sha256 is None:
                 v = plain
                 canonical = (
-                    f"{v.canonical_head}{number}{v.canonical_mid}{size}{v.canonical_tail[0]}"
+                    f"{v.canonical_head}{number}{v.canonical_mid}{length}{v.canonical_tail[0]}"
                 )
             else:
                 v = checksum
                 canonical = (
-                    f"{v.canonical_head}{number}{v.canonical_mid}{size}"
-                    f"{v.canonical_tail[0]}{checksum_sha256}{v.canonical_tail[1]}"
-                )
-            string_to_sign = sts_head + sha256(canonical.encode()).hexdigest()
-            signature = digest(key, string_to_sign.encode(), "sha256").hex()
-            urls.append(f"{v.url_head}{number}{v.url_mid}{signature}")
-        return urls
-
-    def _sign_unsized(self, parts: Sequence[UploadPart]) -> list[str]:
-        key = self._signing_key
-        sts_head = self._string_to_sign_head
-        digest, sha256 = hmac.digest, hashlib.sha256
-        plain, checksum = self._plain, self._checksum
-        urls = []
-        for number, size, checksum_sha256 in parts:
-            if size is not None:
-                raise ValueError("a batch of size-less parts holds a sized one")
-            if checksum_sha256 is None:
-                v = plain
-                canonical = f"{v.canonical_head}{number}{v.canonical_mid}{v.canonical_tail[0]}"
-            else:
-                v = checksum
-                canonical = (
-                    f"{v.canonical_head}{number}{v.canonical_mid}"
+                    f"{v.canonical_head}{number}{v.canonical_mid}{length}"
                     f"{v.canonical_tail[0]}{checksum_sha256}{v.canonical_tail[1]}"
                 )
             string_to_sign = sts_head + sha256(canonical.encode()).hexdigest()
