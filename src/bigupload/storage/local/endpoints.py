@@ -63,19 +63,23 @@ def _wildcard(scope: Scope) -> bool:
 
 
 class _StoreRoute(APIRoute):
-    """A route whose answers (errors included) carry the store's CORS headers."""
+    """A route whose answers (errors included) carry the store's CORS headers, and
+    ``X-Content-Type-Options: nosniff``: a browser renders what the store serves as the type
+    it was uploaded with, never as what its bytes look like (an uploaded "image" that is HTML)."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS":
-            await super().handle(scope, receive, send)  # preflights answer their own
+        if scope["type"] != "http":
+            await super().handle(scope, receive, send)
             return
-        origin = Headers(scope=scope).get("origin")
+        preflight = scope["method"] == "OPTIONS"  # preflights answer their own CORS
+        origin = None if preflight else Headers(scope=scope).get("origin")
         allowed = _allowed_origin(scope, origin) if origin is not None else None
-        vary = not _wildcard(scope)
+        vary = not preflight and not _wildcard(scope)
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
                 if allowed is not None:
                     headers["Access-Control-Allow-Origin"] = allowed
                     headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
