@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import threading
 import time
@@ -306,6 +307,58 @@ async def test_a_client_that_goes_away_ends_its_stream(live: Live) -> None:
     assert files.status_code == 200, files.text
     file_id = await start_upload(live, "alice")
     assert (await live.http.get(f"/api/v1/files/{file_id}", headers=live.auth("alice"))).is_success
+
+
+async def test_a_client_that_leaves_while_events_flow_is_one_info_line(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that leaves while events are on their way (FastAPI's relay then fails with
+    anyio.BrokenResourceError) is a client leaving: one INFO line each, counted, no error."""
+    uvicorn_errors = logging.getLogger("uvicorn.error")  # uvicorn's loggers do not propagate
+    uvicorn_errors.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO)
+    done = asyncio.Event()
+
+    async def churn() -> None:  # alice's events keep coming while her streams come and go
+        while not done.is_set():
+            await start_upload(live, "alice")
+
+    streams = 20
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(3):
+                group.create_task(churn())
+            try:
+                for attempt in range(streams):
+                    async with (
+                        httpx.AsyncClient(base_url=live.http.base_url, trust_env=False) as own,
+                        open_stream(
+                            Live(own, live.keys, live.app), "alice", params={"after": "0"}
+                        ) as (alice, _),
+                    ):
+                        for _ in range(1 + attempt % 4):
+                            await alice.event()
+            finally:
+                done.set()
+        for _ in range(int(READ_TIMEOUT / 0.02)):  # until the server logged every stream
+            if len(access_lines(caplog, "/api/v1/events")) == streams:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        uvicorn_errors.removeHandler(caplog.handler)
+    assert len(access_lines(caplog, "/api/v1/events")) == streams
+    assert [r.getMessage() for r in caplog.records if r.levelno > logging.INFO or r.exc_info] == []
+    left = [r for r in caplog.records if r.name == "bigupload.disconnects"]
+    counted = live.app.state.disconnects.event_streams
+    assert counted >= 1, "no stream was left with events on their way"
+    assert len(left) == counted
+    assert all(r.levelno == logging.INFO and r.request_id in r.getMessage() for r in left)
+
+
+def access_lines(caplog: pytest.LogCaptureFixture, path: str) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records if r.name == "bigupload.access" and getattr(r, "path", "") == path
+    ]
 
 
 @pytest.mark.parametrize(
