@@ -154,6 +154,8 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = None  # SQS and SNS (for MinIO, LocalStack, moto)
     #: The local store tells the service about objects it stored, as S3 would through events.
     local_storage_events: bool = True
+    #: Below this much free space on the local store's disk, readiness reports the store full.
+    local_min_free_space: Annotated[int, NoDecode] = 64 * MiB
 
     # Notifications.
     webhooks: tuple[WebhookEndpoint, ...] = ()
@@ -289,6 +291,14 @@ class Settings(BaseSettings):
         size = parse_size(value)
         if size <= 0:
             raise ValueError("must be positive")
+        return size
+
+    @field_validator("local_min_free_space", mode="before")
+    @classmethod
+    def _free_space(cls, value: object) -> int:
+        size = parse_size(value)
+        if size < 0:
+            raise ValueError("must be 0 or more")
         return size
 
     @field_validator("max_file_size")

@@ -123,6 +123,30 @@ class StorageUnavailable(AppError):
         super().__init__(message, **kw)
 
 
+class InsufficientStorage(AppError):
+    """The store is full: nothing was stored and nothing changed; send the same request again
+    once space is freed."""
+
+    status = 507
+    code = "insufficient_storage"
+
+    def __init__(
+        self, message: str = "the store is full; nothing was stored, try again later", **kw: Any
+    ) -> None:
+        kw.setdefault("headers", {"Retry-After": "60"})
+        super().__init__(message, **kw)
+
+
+#: The answer of the routes that write to the store when it is full.
+STORE_FULL_RESPONSE: dict[int | str, dict[str, Any]] = {
+    507: {
+        "model": ErrorBody,
+        "description": "`insufficient_storage`: the store is full; nothing changed. "
+        "See `Retry-After`.",
+    }
+}
+
+
 class StorageFailure(AppError):
     status = 502
     code = "storage_error"
@@ -131,13 +155,15 @@ class StorageFailure(AppError):
 @contextmanager
 def store_errors(doing: str) -> Iterator[None]:
     """Report a store failure while ``doing`` (e.g. "list the parts") in the API's terms:
-    unreachable is 503, anything else 502."""
-    from bigupload.storage.base import StorageError, StorageUnreachable
+    unreachable is 503, full is 507, anything else 502."""
+    from bigupload.storage.base import StorageError, StorageFull, StorageUnreachable
 
     try:
         yield
     except StorageUnreachable as exc:
         raise StorageUnavailable() from exc
+    except StorageFull as exc:
+        raise InsufficientStorage() from exc
     except StorageError as exc:
         raise StorageFailure(f"the store could not {doing}: {exc}") from exc
 

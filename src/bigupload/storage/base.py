@@ -26,6 +26,11 @@ class StorageUnreachable(StorageError):
     """The store could not be reached or refused our credentials."""
 
 
+class StorageFull(StorageError):
+    """The store has no room left (a full disk, an exhausted quota, or free space below the
+    store's floor); what was being written was not stored, and nothing of it is left behind."""
+
+
 class ObjectNotFound(StorageError):
     """No object is stored under that key."""
 

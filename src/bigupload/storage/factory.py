@@ -25,4 +25,5 @@ def build_storage(settings: Settings) -> Storage:
         settings.data_dir / "store",
         public_url=settings.effective_public_url,
         secret=settings.effective_secret_key,
+        min_free_space=settings.local_min_free_space,
     )

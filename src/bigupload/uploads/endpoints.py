@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, status
 
 from bigupload.auth.dependencies import PrincipalDep
 from bigupload.dependencies import FileInserterDep, SessionDep, SettingsDep, StorageDep
-from bigupload.errors import ErrorBody
+from bigupload.errors import STORE_FULL_RESPONSE, ErrorBody
 from bigupload.files import service as files
 from bigupload.files.schemas import FileOut
 from bigupload.uploads import multipart, service
@@ -41,6 +41,7 @@ router = APIRouter(prefix="/uploads", tags=["uploads"])
             "model": ErrorBody,
             "description": "Invalid filename, content type, size, checksum or metadata.",
         },
+        **STORE_FULL_RESPONSE,  # beginning a multipart upload writes to the local store
     },
 )
 async def create_upload(
@@ -78,6 +79,7 @@ async def create_upload(
             "model": ErrorBody,
             "description": "The store is unreachable; the file is unchanged.",
         },
+        **STORE_FULL_RESPONSE,  # joining the parts writes the object
     },
 )
 async def complete_upload(

@@ -48,6 +48,13 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
         "`upload_failed`, `upload_aborted`, `upload_expired`) or no longer in the store.",
     },
 }
+_FULL: dict[int | str, dict[str, Any]] = {
+    507: {
+        "model": UppyErrorBody,
+        "description": "`insufficient_storage`: the store is full; nothing changed. "
+        "See `Retry-After`.",
+    },
+}
 _PART_NUMBERS: dict[int | str, dict[str, Any]] = {
     400: {
         "model": UppyErrorBody,
@@ -111,7 +118,7 @@ async def upload_params(
     "/multipart",
     response_model=MultipartStarted,
     summary="Record a file and begin its multipart upload",
-    responses=_NEW_FILE,
+    responses={**_NEW_FILE, **_FULL},
 )
 async def create_multipart(
     body: UppyFile,
@@ -200,6 +207,7 @@ async def sign_part(
             "model": UppyErrorBody,
             "description": "`file_too_large`: the upload is failed and its parts freed.",
         },
+        **_FULL,
     },
 )
 async def complete(

@@ -26,8 +26,8 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
-from bigupload.errors import AppError, NotFound, StorageUnavailable
-from bigupload.storage.base import StorageUnreachable, UploadNotFound
+from bigupload.errors import AppError, InsufficientStorage, NotFound, StorageUnavailable
+from bigupload.storage.base import StorageFull, StorageUnreachable, UploadNotFound
 from bigupload.storage.disposition import content_disposition
 from bigupload.storage.keys import InvalidKey
 from bigupload.storage.local import events
@@ -162,6 +162,8 @@ async def put_object(
         raise AppError(exc.message, code=exc.code, status=exc.status) from None
     except StorageUnreachable as exc:
         raise StorageUnavailable(str(exc)) from None
+    except StorageFull as exc:
+        raise InsufficientStorage(str(exc)) from exc
     except InvalidKey:
         raise NotFound("no such object") from None
     store.emit_created(stored)  # in the background, as S3 sends ObjectCreated:Put
@@ -187,6 +189,8 @@ async def _put_part(
         ) from None
     except StorageUnreachable as exc:
         raise StorageUnavailable(str(exc)) from None
+    except StorageFull as exc:
+        raise InsufficientStorage(str(exc)) from exc
     headers = {"ETag": part.etag}
     if part.checksum_sha256:
         headers["x-amz-checksum-sha256"] = part.checksum_sha256
@@ -247,6 +251,8 @@ async def post_object(request: Request) -> Response:
         raise AppError(exc.message, code=exc.code, status=exc.status) from None
     except StorageUnreachable as exc:
         raise StorageUnavailable(str(exc)) from None
+    except StorageFull as exc:
+        raise InsufficientStorage(str(exc)) from exc
     except InvalidKey:
         raise NotFound("no such object") from None
     store.emit_created(stored, events.POST)  # in the background, as S3 sends ObjectCreated:Post

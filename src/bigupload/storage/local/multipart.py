@@ -142,8 +142,14 @@ class OpenUpload:
         previous = self.parts().get(number)
         os.replace(bytes_path, self.parts_dir / file)
         json_tmp = self.uploads.tmp / (uuid.uuid4().hex + ".json")
-        json_tmp.write_text(json.dumps(_record_json(record)))
-        os.replace(json_tmp, json_path)
+        try:
+            json_tmp.write_text(json.dumps(_record_json(record)))
+            os.replace(json_tmp, json_path)
+        except BaseException:  # a full disk: the part stays as it was before
+            for path in (json_tmp, self.parts_dir / file):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            raise
         if previous is not None:
             with contextlib.suppress(FileNotFoundError):
                 (self.parts_dir / previous.file).unlink()
@@ -236,17 +242,21 @@ class Uploads:
     def create(self, key: str, *, content_type: str, checksum_sha256: bool, now: datetime) -> str:
         upload_id = new_upload_id(checksum_sha256=checksum_sha256)
         staging = self.tmp / (upload_id + ".new")
-        staging.mkdir()
-        (staging / "parts").mkdir()
-        (staging / "lock").touch()
         info = {
             "key": key,
             "content_type": content_type,
             "checksum_sha256": checksum_sha256,
             "initiated": now.isoformat(),
         }
-        (staging / "upload.json").write_text(json.dumps(info))
-        os.rename(staging, self.root / upload_id)
+        try:
+            staging.mkdir()
+            (staging / "parts").mkdir()
+            (staging / "lock").touch()
+            (staging / "upload.json").write_text(json.dumps(info))
+            os.rename(staging, self.root / upload_id)
+        except BaseException:  # a full disk: no half-built upload is left in tmp/
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return upload_id
 
     @contextlib.contextmanager

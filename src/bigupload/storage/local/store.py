@@ -49,13 +49,14 @@ from bigupload.storage.base import (
     PresignedPost,
     PresignedRequest,
     StorageError,
+    StorageFull,
     StorageUnreachable,
     StoredObject,
     StoredPart,
     UploadNotFound,
 )
 from bigupload.storage.keys import validate_key
-from bigupload.storage.local import events
+from bigupload.storage.local import disk, events
 from bigupload.storage.local.multipart import (
     OpenUpload,
     Uploads,
@@ -117,8 +118,18 @@ class _Sink:
 class LocalStorage:
     kind = "local"
 
-    def __init__(self, root: Path, *, public_url: str, secret: str, name: str = "local") -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        public_url: str,
+        secret: str,
+        name: str = "local",
+        min_free_space: int = 0,
+    ) -> None:
         self.root = Path(root)
+        #: Below this many free bytes on its disk, :meth:`check` reports the store full.
+        self.min_free_space = min_free_space
         self.bucket = name
         self.public_url = public_url.rstrip("/")
         self.signer = TokenSigner(secret)
@@ -286,7 +297,8 @@ class LocalStorage:
     ) -> AsyncIterator[_Sink]:
         """``body`` in a new file in ``tmp/``, refused unless it is exactly ``size`` bytes (or,
         with ``size=None``, at most ``limit`` bytes) of SHA-256 ``checksum`` (base64, if given).
-        The file is gone afterwards unless the caller moved it away."""
+        The file is gone afterwards unless the caller moved it away. A disk that fills up, here
+        or in the caller's commit, is :class:`StorageFull`."""
         if size is not None:
             most, code = size, "size_mismatch"
             too_long = f"body is longer than the signed {size} bytes"
@@ -294,32 +306,35 @@ class LocalStorage:
             assert limit is not None
             most, code = limit, "entity_too_large"
             too_long = f"body is larger than the {limit} bytes allowed"
-        sink = await anyio.to_thread.run_sync(_Sink.create, self.tmp)
-        try:
-            buffer = bytearray()
-            async for chunk in body:
-                if sink.size + len(buffer) + len(chunk) > most:
-                    raise UploadRejected(400, code, too_long)
-                buffer += chunk
-                if len(buffer) >= WRITE_BUFFER:
+        with disk.room_errors(self.root):
+            sink = await anyio.to_thread.run_sync(_Sink.create, self.tmp)
+            try:
+                buffer = bytearray()
+                async for chunk in body:
+                    if sink.size + len(buffer) + len(chunk) > most:
+                        raise UploadRejected(400, code, too_long)
+                    buffer += chunk
+                    if len(buffer) >= WRITE_BUFFER:
+                        await anyio.to_thread.run_sync(sink.write, bytes(buffer))
+                        buffer.clear()
+                if buffer:
                     await anyio.to_thread.run_sync(sink.write, bytes(buffer))
-                    buffer.clear()
-            if buffer:
-                await anyio.to_thread.run_sync(sink.write, bytes(buffer))
-            if size is not None and sink.size != size:
-                raise UploadRejected(
-                    400,
-                    "size_mismatch",
-                    f"body has {sink.size} bytes, the URL was signed for {size}",
-                )
-            if checksum and base64.b64encode(sink.sha256.digest()).decode() != checksum:
-                raise UploadRejected(
-                    400, "checksum_mismatch", "the body's SHA-256 differs from the signed checksum"
-                )
-            yield sink
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_discard, sink.handle, sink.path)
+                if size is not None and sink.size != size:
+                    raise UploadRejected(
+                        400,
+                        "size_mismatch",
+                        f"body has {sink.size} bytes, the URL was signed for {size}",
+                    )
+                if checksum and base64.b64encode(sink.sha256.digest()).decode() != checksum:
+                    raise UploadRejected(
+                        400,
+                        "checksum_mismatch",
+                        "the body's SHA-256 differs from the signed checksum",
+                    )
+                yield sink
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(_discard, sink.handle, sink.path)
 
     def _commit(self, sink: _Sink, target: Path, meta_path: Path, obj: StoredObject) -> None:
         sink.close()
@@ -337,7 +352,14 @@ class LocalStorage:
         """
         target.parent.mkdir(parents=True, exist_ok=True)
         os.link(tmp_path, target)  # atomic, and refuses to replace: the first upload wins
+        try:
+            self._write_meta(meta_path, obj, extra)
+        except BaseException:
+            target.unlink()  # no object without its metadata: the upload can be sent again
+            raise
         tmp_path.unlink()
+
+    def _write_meta(self, meta_path: Path, obj: StoredObject, extra: dict[str, str]) -> None:
         meta = {
             "key": obj.key,
             "size": obj.size,
@@ -349,8 +371,13 @@ class LocalStorage:
         }
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         meta_tmp = self.tmp / (uuid.uuid4().hex + ".json")
-        meta_tmp.write_text(json.dumps(meta))
-        os.replace(meta_tmp, meta_path)
+        try:
+            meta_tmp.write_text(json.dumps(meta))
+            os.replace(meta_tmp, meta_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                meta_tmp.unlink()
+            raise
 
     async def receive_part(
         self, grant: PartGrant, body: AsyncIterator[bytes], *, content_length: int | None
@@ -398,9 +425,13 @@ class LocalStorage:
         def create() -> str:
             self._ensure_multipart()
             path_for(self.objects, key)
-            return self.uploads.create(
-                key, content_type=content_type, checksum_sha256=checksum_sha256, now=clock.now()
-            )
+            with disk.room_errors(self.root):
+                return self.uploads.create(
+                    key,
+                    content_type=content_type,
+                    checksum_sha256=checksum_sha256,
+                    now=clock.now(),
+                )
 
         return await anyio.to_thread.run_sync(create)
 
@@ -421,6 +452,10 @@ class LocalStorage:
         return stored
 
     def _complete(self, key: str, upload_id: str, named: list[CompletedPart]) -> StoredObject:
+        with disk.room_errors(self.root):  # the join undoes itself: the upload stays whole
+            return self._join(key, upload_id, named)
+
+    def _join(self, key: str, upload_id: str, named: list[CompletedPart]) -> StoredObject:
         self._ensure_multipart()
         target, meta_path = path_for(self.objects, key), path_for(self.meta, key, ".json")
         with self.uploads.locked(key, upload_id, exclusive=True) as upload:
@@ -556,7 +591,15 @@ class LocalStorage:
             raise StorageUnreachable(f"the local store at {self.root} is missing or read-only")
 
     async def check(self) -> None:
+        """:class:`StorageUnreachable` if the store's directory is missing or read-only, and
+        :class:`StorageFull` if its disk is full or has less than :attr:`min_free_space` free."""
         self._ensure_root()
+        free = await anyio.to_thread.run_sync(disk.free_bytes, self.root)
+        if free == 0 or free < self.min_free_space:
+            raise StorageFull(
+                f"the local store's disk is full: {free} bytes free at {self.root}, "
+                f"below the floor of {self.min_free_space} (BIGUPLOAD_LOCAL_MIN_FREE_SPACE)"
+            )
 
     def emit_created(self, stored: StoredObject, event_name: str = events.PUT) -> None:
         """Tell the event sink, in the background, that ``stored`` was created."""
