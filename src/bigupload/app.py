@@ -27,7 +27,7 @@ from bigupload.logs import RequestLogMiddleware
 from bigupload.notifications.endpoints import router as deliveries_router
 from bigupload.notifications.stream import router as events_router
 from bigupload.rate_limit import RateLimiter
-from bigupload.storage.base import Storage, StorageError
+from bigupload.storage.base import HasLeftovers, Storage, StorageError
 from bigupload.storage.factory import build_storage
 from bigupload.storage.local import LocalStorage
 from bigupload.storage.local.endpoints import router as local_store_router
@@ -65,6 +65,11 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
             await app.state.storage.check()
         except StorageError as exc:
             log.warning("the store is not usable yet (%s); /health/ready reports it", exc)
+        if isinstance(app.state.storage, HasLeftovers):
+            try:  # what uploads cut off by a crash left (the sweeper also removes them)
+                await app.state.storage.remove_leftovers()
+            except OSError as exc:
+                log.warning("could not remove the store's leftover files: %s", exc)
         runner = app.state.job_runner
         if runner is not None:
             await runner.start()

@@ -119,6 +119,8 @@ async def test_the_command_sweeps_purges_and_says_what_it_did(
         "expired_pending": 0,
         "expired_unconfirmed": 0,
         "orphan_uploads_aborted": 0,
+        "leftover_files_removed": 0,
+        "leftover_bytes_freed": 0,
         "errors": [],
         "store_unreachable": False,
         "purges_run": 0,

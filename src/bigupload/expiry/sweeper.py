@@ -1,6 +1,6 @@
 """The sweeper: expire what was never finished or never confirmed, abort forgotten uploads.
 
-One sweep does three things:
+One sweep does four things:
 
 1. Files still ``pending`` ``pending_expiry_seconds`` after they were created become ``expired``,
    and a ``purge`` job is queued in the same transaction to free their bytes and parts.
@@ -13,6 +13,9 @@ One sweep does three things:
    or a key bigupload never made) once they are older than ``pending_expiry_seconds``. A
    ``pending`` file's own upload is never touched, whatever date the store reports: its file
    expires first (step 1), and its purge frees the parts.
+4. Files that writes cut off by a crash left in the store (the local store's ``tmp/``: an upload
+   or a join killed half-way) are removed, never one a live request of any process writes; the
+   report counts the files and bytes freed.
 
 Every change is a conditional transition, so sweeps in several processes at once change each
 file once; the :data:`SWEEP` periodic is also exclusive (one process at a time holds its lease).
@@ -42,6 +45,7 @@ from bigupload.files.status import READABLE, FileStatus
 from bigupload.jobs.kinds import Periodic, PeriodicContext
 from bigupload.jobs.models import Job, JobStatus
 from bigupload.storage.base import (
+    HasLeftovers,
     MultipartUpload,
     Storage,
     StorageError,
@@ -67,6 +71,9 @@ class SweepReport:
     expired_pending: int = 0
     expired_unconfirmed: int = 0
     orphan_uploads_aborted: int = 0
+    #: Files an upload cut off by a crash left in the store (the local store's ``tmp/``).
+    leftover_files_removed: int = 0
+    leftover_bytes_freed: int = 0
     errors: list[str] = field(default_factory=list)
     #: The store could not be reached: the uploads it holds were not looked at.
     store_unreachable: bool = False
@@ -76,6 +83,11 @@ class SweepReport:
             f"expired {self.expired_pending} pending and {self.expired_unconfirmed} unconfirmed "
             f"file(s), aborted {self.orphan_uploads_aborted} orphan multipart upload(s)"
         )
+        if self.leftover_files_removed:
+            text += (
+                f", removed {self.leftover_files_removed} leftover file(s) "
+                f"({self.leftover_bytes_freed} bytes)"
+            )
         if self.errors:
             text += f", {len(self.errors)} error(s): {self.errors[0]}"
         return text
@@ -128,11 +140,16 @@ async def sweep(
             ),
         )
     await _abort_orphans(sessionmaker, storage, now - pending_limit, report)
+    if not report.store_unreachable:
+        await _remove_leftovers(storage, report)
     log.info(
-        "sweep: expired_pending=%d expired_unconfirmed=%d orphan_uploads_aborted=%d errors=%d",
+        "sweep: expired_pending=%d expired_unconfirmed=%d orphan_uploads_aborted=%d "
+        "leftover_files_removed=%d leftover_bytes_freed=%d errors=%d",
         report.expired_pending,
         report.expired_unconfirmed,
         report.orphan_uploads_aborted,
+        report.leftover_files_removed,
+        report.leftover_bytes_freed,
         len(report.errors),
     )
     return report
@@ -323,6 +340,20 @@ async def _abort_orphans(
                 upload.key,
                 upload.initiated.isoformat() if upload.initiated else "unknown",
             )
+
+
+async def _remove_leftovers(storage: Storage, report: SweepReport) -> None:
+    """Remove what writes cut off by a crash left in the store (never a live request's)."""
+    if not isinstance(storage, HasLeftovers):
+        return
+    try:
+        removed = await storage.remove_leftovers()
+    except (OSError, StorageError) as exc:
+        report.errors.append(f"could not remove the store's leftover files: {exc}")
+        log.warning("sweep could not remove the store's leftover files: %s", exc)
+        return
+    report.leftover_files_removed = removed.files
+    report.leftover_bytes_freed = removed.bytes
 
 
 def _unreachable(report: SweepReport, doing: str, exc: StorageError) -> None:

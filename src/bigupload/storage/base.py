@@ -241,3 +241,22 @@ class Storage(Protocol):
     async def close(self) -> None:
         """Release connections and threads."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Leftovers:
+    """What a store's clean-up of its own leftovers removed."""
+
+    files: int
+    bytes: int
+
+
+@runtime_checkable
+class HasLeftovers(Protocol):
+    """A store whose writes cut off by a crash leave files behind (the local store's ``tmp/``).
+
+    The sweeper, and the service when it starts, remove them."""
+
+    async def remove_leftovers(self) -> Leftovers:
+        """Remove what no live request of any process owns; answer what was freed."""
+        ...

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bigupload.storage.base import (
     MIN_PART_SIZE,
@@ -48,6 +48,7 @@ from bigupload.storage.base import (
     StoredPart,
     UploadNotFound,
 )
+from bigupload.storage.local import tmpfiles
 
 #: Every upload id this store hands out, and the only ones it accepts.
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}(-sha256)?")
@@ -105,6 +106,8 @@ class Assembled:
     """The joined bytes in ``tmp/``, fsynced, and what S3 would say of them."""
 
     path: Path
+    #: Open and locked until the caller discards it (see :mod:`.tmpfiles`).
+    handle: IO[bytes]
     size: int
     etag: str
     sha256_hex: str
@@ -196,34 +199,35 @@ class OpenUpload:
 
     def assemble(self, chosen: Sequence[PartRecord]) -> Assembled:
         """Join the parts into a new file in ``tmp/``, chunk by chunk, hashing on the way."""
-        path = self.uploads.tmp / uuid.uuid4().hex
+        out, path = tmpfiles.create(self.uploads.tmp)
         hasher = hashlib.sha256()
         buffer = bytearray(COPY_CHUNK)
         view = memoryview(buffer)
         size = 0
         try:
-            with path.open("xb") as out:
-                for record in chosen:
-                    copied = 0
-                    with (self.parts_dir / record.file).open("rb") as source:
-                        while count := source.readinto(buffer):
-                            chunk = view[:count]
-                            hasher.update(chunk)
-                            out.write(chunk)
-                            copied += count
-                    if copied != record.size:
-                        raise StorageError(
-                            f"part {record.number} holds {copied} bytes, {record.size} recorded"
-                        )
-                    size += copied
-                out.flush()
-                os.fsync(out.fileno())
+            for record in chosen:
+                copied = 0
+                with (self.parts_dir / record.file).open("rb") as source:
+                    while count := source.readinto(buffer):
+                        chunk = view[:count]
+                        hasher.update(chunk)
+                        out.write(chunk)
+                        copied += count
+                if copied != record.size:
+                    raise StorageError(
+                        f"part {record.number} holds {copied} bytes, {record.size} recorded"
+                    )
+                size += copied
+            out.flush()
+            os.fsync(out.fileno())
         except BaseException:
+            with contextlib.suppress(OSError):
+                out.close()
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             raise
         etag = multipart_etag([_unquoted(record.etag) for record in chosen])
-        return Assembled(path, size, etag, hasher.hexdigest())
+        return Assembled(path, out, size, etag, hasher.hexdigest())
 
     def remove(self) -> None:
         """End the upload: out of ``multipart/`` at once (a rename), then deleted."""

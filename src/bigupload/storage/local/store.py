@@ -28,6 +28,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -43,6 +44,7 @@ from bigupload.storage.base import (
     MAX_PART_SIZE,
     MAX_PARTS,
     CompletedPart,
+    Leftovers,
     MultipartUpload,
     ObjectNotFound,
     PartToSign,
@@ -56,7 +58,7 @@ from bigupload.storage.base import (
     UploadNotFound,
 )
 from bigupload.storage.keys import validate_key
-from bigupload.storage.local import disk, events
+from bigupload.storage.local import disk, events, tmpfiles
 from bigupload.storage.local.multipart import (
     OpenUpload,
     Uploads,
@@ -71,6 +73,8 @@ from bigupload.storage.local.tokens import (
     PutGrant,
     TokenSigner,
 )
+
+log = logging.getLogger("bigupload.storage.local")
 
 #: Bytes gathered before one write to disk (off the event loop).
 WRITE_BUFFER = 1024 * 1024
@@ -99,8 +103,8 @@ class _Sink:
 
     @classmethod
     def create(cls, directory: Path) -> _Sink:
-        path = directory / uuid.uuid4().hex
-        return cls(path.open("xb"), path)
+        """A new file in ``directory``, locked until it is discarded (see :mod:`.tmpfiles`)."""
+        return cls(*tmpfiles.create(directory))
 
     def write(self, data: bytes) -> None:
         self.handle.write(data)
@@ -108,11 +112,11 @@ class _Sink:
         self.md5.update(data)
         self.size += len(data)
 
-    def close(self) -> None:
-        """Flush the bytes to disk and close the file (before it is moved into place)."""
+    def finish(self) -> None:
+        """Flush the bytes to disk before the file is moved into place; it stays open (and
+        locked: no sweep removes it) until it is discarded."""
         self.handle.flush()
         os.fsync(self.handle.fileno())
-        self.handle.close()
 
 
 class LocalStorage:
@@ -337,7 +341,7 @@ class LocalStorage:
                     await anyio.to_thread.run_sync(_discard, sink.handle, sink.path)
 
     def _commit(self, sink: _Sink, target: Path, meta_path: Path, obj: StoredObject) -> None:
-        sink.close()
+        sink.finish()
         try:
             self._publish(sink.path, target, meta_path, obj)
         except FileExistsError:
@@ -413,7 +417,7 @@ class LocalStorage:
         return self.uploads.info(key, upload_id)
 
     def _store_part(self, grant: PartGrant, sink: _Sink, fields: dict[str, Any]) -> StoredPart:
-        sink.close()
+        sink.finish()
         with self.uploads.locked(grant.key, grant.upload_id, exclusive=True) as upload:
             return upload.put_part(grant.part_number, sink.path, fields).stored()
 
@@ -481,8 +485,7 @@ class LocalStorage:
             except FileExistsError:
                 raise _object_exists(key) from None
             finally:
-                with contextlib.suppress(FileNotFoundError):
-                    assembled.path.unlink()
+                _discard(assembled.handle, assembled.path)  # and its lock released
             upload.remove()
             return stored
 
@@ -600,6 +603,19 @@ class LocalStorage:
                 f"the local store's disk is full: {free} bytes free at {self.root}, "
                 f"below the floor of {self.min_free_space} (BIGUPLOAD_LOCAL_MIN_FREE_SPACE)"
             )
+
+    async def remove_leftovers(self) -> Leftovers:
+        """Remove from ``tmp/`` what uploads and joins cut off by a crash left there, never a
+        file a live request (of any process) writes (see :mod:`.tmpfiles`)."""
+        removed = await anyio.to_thread.run_sync(tmpfiles.remove_leftovers, self.tmp)
+        if removed.files:
+            log.info(
+                "removed %d leftover temporary file(s), %d bytes, from %s",
+                removed.files,
+                removed.bytes,
+                self.tmp,
+            )
+        return removed
 
     def emit_created(self, stored: StoredObject, event_name: str = events.PUT) -> None:
         """Tell the event sink, in the background, that ``stored`` was created."""
