@@ -152,11 +152,24 @@ class StorageFailure(AppError):
     code = "storage_error"
 
 
+def object_not_found() -> NotFound:
+    """The store has no object it will serve under the file's key (none, or the local store
+    refuses its path: a symbolic link planted in it)."""
+    return NotFound(
+        "the store holds no object it will serve for this file", code="object_not_found"
+    )
+
+
 @contextmanager
 def store_errors(doing: str) -> Iterator[None]:
     """Report a store failure while ``doing`` (e.g. "list the parts") in the API's terms:
-    unreachable is 503, full is 507, anything else 502."""
-    from bigupload.storage.base import StorageError, StorageFull, StorageUnreachable
+    unreachable is 503, full is 507, no object 404, anything else 502."""
+    from bigupload.storage.base import (
+        ObjectNotFound,
+        StorageError,
+        StorageFull,
+        StorageUnreachable,
+    )
 
     try:
         yield
@@ -164,6 +177,8 @@ def store_errors(doing: str) -> Iterator[None]:
         raise StorageUnavailable() from exc
     except StorageFull as exc:
         raise InsufficientStorage() from exc
+    except ObjectNotFound as exc:
+        raise object_not_found() from exc
     except StorageError as exc:
         raise StorageFailure(f"the store could not {doing}: {exc}") from exc
 

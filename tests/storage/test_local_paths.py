@@ -170,9 +170,21 @@ async def test_the_store_never_follows_a_symlink_out(
         await local_store.stat("evil")
     with pytest.raises(InvalidKey):
         await local_store.sha256("evil")
-    with pytest.raises(InvalidKey):
-        await local_store.delete("evil")
+    await local_store.delete("evil")  # the link goes, never what it leads to
+    digest = hashed("evil")
+    assert not os.path.lexists(local_store.objects / digest[:2] / digest[2:4] / digest)
     assert (outside / "secret.txt").read_bytes() == b"top secret"
+
+
+async def test_delete_leaves_a_directory_link_leading_out_and_what_it_leads_to(
+    local_store: LocalStorage, outside: Path
+) -> None:
+    digest = hashed("link/x")
+    (outside / "elsewhere" / digest[2:4]).mkdir()
+    (outside / "elsewhere" / digest[2:4] / digest).write_bytes(b"theirs")
+    plant(local_store, "link/x", outside / "elsewhere")
+    await local_store.delete("link/x")
+    assert (outside / "elsewhere" / digest[2:4] / digest).read_bytes() == b"theirs"
 
 
 # -- over HTTP, with tokens the store would never sign -----------------------------------------

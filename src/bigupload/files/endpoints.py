@@ -63,7 +63,16 @@ async def get_file(file_id: uuid.UUID, principal: PrincipalDep, session: Session
     "/{file_id}/download",
     response_model=DownloadLink,
     summary="A short-lived download link",
-    responses={307: {"description": "With `redirect=true`: a redirect to the link."}},
+    responses={
+        307: {"description": "With `redirect=true`: a redirect to the link."},
+        404: {
+            "model": ErrorBody,
+            "description": "`file_not_found`, or `object_not_found`: the store holds no object "
+            "it will serve for the file (the local store refuses a path that a symbolic link "
+            "planted in it leads out of the store).",
+        },
+        409: {"model": ErrorBody, "description": "`file_not_ready`: not uploaded yet."},
+    },
 )
 async def download_file(
     file_id: uuid.UUID,

@@ -10,12 +10,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bigupload import clock
 from bigupload.config import Settings
-from bigupload.errors import Conflict, NotFound, StorageUnavailable, store_errors
+from bigupload.errors import (
+    Conflict,
+    NotFound,
+    StorageUnavailable,
+    object_not_found,
+    store_errors,
+)
 from bigupload.files import repository
 from bigupload.files.models import FileRecord
 from bigupload.files.schemas import DownloadLink
 from bigupload.files.status import READABLE, FileStatus, client_can_transition
-from bigupload.storage.base import Storage, StorageUnreachable, UploadNotFound
+from bigupload.storage.base import ObjectNotFound, Storage, StorageUnreachable, UploadNotFound
 
 log = logging.getLogger("bigupload.files")
 
@@ -77,6 +83,8 @@ def download_link(record: FileRecord, storage: Storage, settings: Settings) -> D
         )
     except StorageUnreachable as exc:
         raise StorageUnavailable(str(exc)) from exc
+    except ObjectNotFound as exc:  # the local store refuses the object's path (a planted link)
+        raise object_not_found() from exc
     return DownloadLink(url=request.url, filename=record.filename, expires_at=request.expires_at)
 
 

@@ -79,6 +79,11 @@ async def create_upload(
             "model": ErrorBody,
             "description": "The store is unreachable; the file is unchanged.",
         },
+        404: {
+            "model": ErrorBody,
+            "description": "`file_not_found`, or `object_not_found`: the local store refuses "
+            "the object's path (a symbolic link planted in it); the file stays pending.",
+        },
         **STORE_FULL_RESPONSE,  # joining the parts writes the object
     },
 )

@@ -202,12 +202,13 @@ async def get_object(key: str, token: Token, request: Request) -> Response:
     store = _store(request)
     try:
         grant = store.signer.verify_get(token, key)
-        path = store.object_path(key)
     except (TokenExpired, TokenInvalid) as exc:
         raise _denied(exc) from None
-    except InvalidKey:
+    try:
+        path = store.object_path(key)
+        stored = await store.stat(key)
+    except InvalidKey:  # a hostile key, or a path the store refuses (a planted link)
         raise NotFound("no such object") from None
-    stored = await store.stat(key)
     if stored is None:
         raise NotFound("no such object")
     headers = {"Content-Disposition": content_disposition(grant.filename)}

@@ -34,6 +34,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from stat import S_ISREG
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -65,7 +66,12 @@ from bigupload.storage.local.multipart import (
     is_upload_id,
     requires_checksum,
 )
-from bigupload.storage.local.paths import path_for
+from bigupload.storage.local.paths import (
+    ObjectPathRefused,
+    path_for,
+    planted_link,
+    refused,
+)
 from bigupload.storage.local.tokens import (
     GetGrant,
     PartGrant,
@@ -516,6 +522,8 @@ class LocalStorage:
             stat = path.stat()
         except FileNotFoundError:
             return None
+        if not S_ISREG(stat.st_mode):
+            raise refused(path, "it is not a regular file")
         try:
             meta: dict[str, Any] = json.loads(path_for(self.meta, key, ".json").read_text())
         except (FileNotFoundError, ValueError):
@@ -574,13 +582,20 @@ class LocalStorage:
             raise ObjectNotFound(key) from None
 
     async def delete(self, key: str) -> None:
+        """Remove the object; a symbolic link planted in its place goes too (never what it
+        leads to), one that leads its directory out of the store is left to the operator."""
         self._ensure_root()
-        paths = (path_for(self.objects, key), path_for(self.meta, key, ".json"))
 
         def remove() -> None:
+            paths: list[Path | None] = [path_for(self.meta, key, ".json")]
+            try:
+                paths.append(path_for(self.objects, key))
+            except ObjectPathRefused:
+                paths.append(planted_link(self.objects, key))
             for path in paths:
                 with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                    if path is not None:
+                        path.unlink()
 
         await anyio.to_thread.run_sync(remove)
 
