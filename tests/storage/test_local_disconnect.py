@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from bigupload.app import create_app
 from bigupload.storage.local import LocalStorage
-from bigupload.storage.local.store import WRITE_BUFFER
+from bigupload.storage.local.spool import WRITE_BUFFER
 from tests.conftest import make_settings
 from tests.support.live import LiveServer
 from tests.support.net import free_port

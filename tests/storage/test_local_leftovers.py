@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from bigupload.storage.local import LocalStorage, tmpfiles
-from bigupload.storage.local.store import WRITE_BUFFER
+from bigupload.storage.local.spool import WRITE_BUFFER
 from tests.cli.helpers import TIMEOUT, Server, bigupload
 from tests.conftest import SECRET, TEST_BASE_URL
 from tests.storage.helpers import http_for

@@ -22,7 +22,7 @@ from bigupload.storage.base import PresignedRequest
 from bigupload.storage.keys import MAX_KEY_BYTES, InvalidKey, validate_key
 from bigupload.storage.local import LocalStorage
 from bigupload.storage.local.paths import path_for
-from bigupload.storage.local.store import WRITE_BUFFER
+from bigupload.storage.local.spool import WRITE_BUFFER
 from bigupload.storage.local.tokens import GetGrant, PutGrant
 from tests.storage.helpers import send, sha256
 

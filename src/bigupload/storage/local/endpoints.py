@@ -37,7 +37,8 @@ from bigupload.storage.local.formdata import (
     MalformedForm,
     boundary_of,
 )
-from bigupload.storage.local.store import LocalStorage, UploadRejected
+from bigupload.storage.local.spool import UploadRejected
+from bigupload.storage.local.store import LocalStorage
 from bigupload.storage.local.tokens import TokenExpired, TokenInvalid
 
 #: What a browser may do cross-origin on the store's URLs, and read from its answers.

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from stat import S_ISREG
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
 import anyio
@@ -72,6 +72,14 @@ from bigupload.storage.local.paths import (
     planted_link,
     refused,
 )
+from bigupload.storage.local.spool import (
+    Sink,
+    UploadRejected,
+    already_stored,
+    discard,
+    spooled,
+    too_large,
+)
 from bigupload.storage.local.tokens import (
     GetGrant,
     PartGrant,
@@ -82,47 +90,7 @@ from bigupload.storage.local.tokens import (
 
 log = logging.getLogger("bigupload.storage.local")
 
-#: Bytes gathered before one write to disk (off the event loop).
-WRITE_BUFFER = 1024 * 1024
 _READ_CHUNK = 1024 * 1024
-
-
-class UploadRejected(Exception):
-    """The body does not match what the URL allows; nothing was stored."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-class _Sink:
-    """A temporary file being written, with its running digests."""
-
-    def __init__(self, handle: IO[bytes], path: Path) -> None:
-        self.handle = handle
-        self.path = path
-        self.size = 0
-        self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5()  # noqa: S324  (S3's ETag, not a security digest)
-
-    @classmethod
-    def create(cls, directory: Path) -> _Sink:
-        """A new file in ``directory``, locked until it is discarded (see :mod:`.tmpfiles`)."""
-        return cls(*tmpfiles.create(directory))
-
-    def write(self, data: bytes) -> None:
-        self.handle.write(data)
-        self.sha256.update(data)
-        self.md5.update(data)
-        self.size += len(data)
-
-    def finish(self) -> None:
-        """Flush the bytes to disk before the file is moved into place; it stays open (and
-        locked: no sweep removes it) until it is discarded."""
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
 
 
 class LocalStorage:
@@ -260,7 +228,7 @@ class LocalStorage:
                 f"Content-Length must be {grant.size}, as signed into the URL",
             )
         if await anyio.to_thread.run_sync(path_for(self.objects, grant.key).exists):
-            raise _already_stored()
+            raise already_stored()
         async with self._spooled(body, size=grant.size, checksum=grant.checksum_sha256) as sink:
             return await self._store_object(sink, grant.key, grant.content_type)
 
@@ -278,11 +246,11 @@ class LocalStorage:
                 f"the Content-Type field must be {grant.content_type!r}, as signed",
             )
         if await anyio.to_thread.run_sync(path_for(self.objects, grant.key).exists):
-            raise _already_stored()
+            raise already_stored()
         async with self._spooled(body, size=None, limit=grant.max_size) as sink:
             return await self._store_object(sink, grant.key, grant.content_type)
 
-    async def _store_object(self, sink: _Sink, key: str, content_type: str) -> StoredObject:
+    async def _store_object(self, sink: Sink, key: str, content_type: str) -> StoredObject:
         target = path_for(self.objects, key)
         meta_path = path_for(self.meta, key, ".json")
         stored = StoredObject(
@@ -296,62 +264,24 @@ class LocalStorage:
         await anyio.to_thread.run_sync(self._commit, sink, target, meta_path, stored)
         return stored
 
-    @contextlib.asynccontextmanager
-    async def _spooled(
+    def _spooled(
         self,
         body: AsyncIterator[bytes],
         *,
         size: int | None,
         limit: int | None = None,
         checksum: str | None = None,
-    ) -> AsyncIterator[_Sink]:
-        """``body`` in a new file in ``tmp/``, refused unless it is exactly ``size`` bytes (or,
-        with ``size=None``, at most ``limit`` bytes) of SHA-256 ``checksum`` (base64, if given).
-        The file is gone afterwards unless the caller moved it away. A disk that fills up, here
-        or in the caller's commit, is :class:`StorageFull`."""
-        if size is not None:
-            most, code = size, "size_mismatch"
-            too_long = f"body is longer than the signed {size} bytes"
-        else:
-            assert limit is not None
-            most, code = limit, "entity_too_large"
-            too_long = f"body is larger than the {limit} bytes allowed"
-        with disk.room_errors(self.root):
-            sink = await anyio.to_thread.run_sync(_Sink.create, self.tmp)
-            try:
-                buffer = bytearray()
-                async for chunk in body:
-                    if sink.size + len(buffer) + len(chunk) > most:
-                        raise UploadRejected(400, code, too_long)
-                    buffer += chunk
-                    if len(buffer) >= WRITE_BUFFER:
-                        await anyio.to_thread.run_sync(sink.write, bytes(buffer))
-                        buffer.clear()
-                if buffer:
-                    await anyio.to_thread.run_sync(sink.write, bytes(buffer))
-                if size is not None and sink.size != size:
-                    raise UploadRejected(
-                        400,
-                        "size_mismatch",
-                        f"body has {sink.size} bytes, the URL was signed for {size}",
-                    )
-                if checksum and base64.b64encode(sink.sha256.digest()).decode() != checksum:
-                    raise UploadRejected(
-                        400,
-                        "checksum_mismatch",
-                        "the body's SHA-256 differs from the signed checksum",
-                    )
-                yield sink
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(_discard, sink.handle, sink.path)
+    ) -> contextlib.AbstractAsyncContextManager[Sink]:
+        return spooled(
+            body, tmp=self.tmp, root=self.root, size=size, limit=limit, checksum=checksum
+        )
 
-    def _commit(self, sink: _Sink, target: Path, meta_path: Path, obj: StoredObject) -> None:
+    def _commit(self, sink: Sink, target: Path, meta_path: Path, obj: StoredObject) -> None:
         sink.finish()
         try:
             self._publish(sink.path, target, meta_path, obj)
         except FileExistsError:
-            raise _already_stored() from None
+            raise already_stored() from None
 
     def _publish(
         self, tmp_path: Path, target: Path, meta_path: Path, obj: StoredObject, **extra: str
@@ -396,7 +326,7 @@ class LocalStorage:
         length up to :attr:`max_part_size` when the grant binds none)."""
         if grant.size is None:
             if content_length is not None and content_length > self.max_part_size:
-                raise _too_large(self.max_part_size)
+                raise too_large(self.max_part_size)
         elif content_length is not None and content_length != grant.size:
             raise UploadRejected(
                 403, "size_mismatch", f"Content-Length must be {grant.size}, as signed into the URL"
@@ -422,7 +352,7 @@ class LocalStorage:
         self._ensure_multipart()
         return self.uploads.info(key, upload_id)
 
-    def _store_part(self, grant: PartGrant, sink: _Sink, fields: dict[str, Any]) -> StoredPart:
+    def _store_part(self, grant: PartGrant, sink: Sink, fields: dict[str, Any]) -> StoredPart:
         sink.finish()
         with self.uploads.locked(grant.key, grant.upload_id, exclusive=True) as upload:
             return upload.put_part(grant.part_number, sink.path, fields).stored()
@@ -491,7 +421,7 @@ class LocalStorage:
             except FileExistsError:
                 raise _object_exists(key) from None
             finally:
-                _discard(assembled.handle, assembled.path)  # and its lock released
+                discard(assembled.handle, assembled.path)  # and its lock released
             upload.remove()
             return stored
 
@@ -644,19 +574,6 @@ class LocalStorage:
         await self._events.drain()
 
 
-def _already_stored() -> UploadRejected:
-    return UploadRejected(
-        412,
-        "object_exists",
-        "an object is already stored under this key: an upload URL stores one object, once",
-    )
-
-
-def _too_large(limit: int) -> UploadRejected:
-    # S3 answers 400 EntityTooLarge.
-    return UploadRejected(400, "entity_too_large", f"body is larger than the {limit} bytes allowed")
-
-
 def _object_exists(key: str) -> StorageError:
     # As S3 answers CompleteMultipartUpload with If-None-Match: * (412 PreconditionFailed):
     # the object stays, and so does the upload, which the caller may abort.
@@ -665,10 +582,3 @@ def _object_exists(key: str) -> StorageError:
 
 def _expiry(expires_in: int) -> datetime:
     return (clock.now() + timedelta(seconds=expires_in)).replace(microsecond=0)
-
-
-def _discard(handle: IO[bytes], path: Path) -> None:
-    with contextlib.suppress(OSError):
-        handle.close()
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
