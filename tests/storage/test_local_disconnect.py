@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,9 +36,9 @@ def served(local_store: LocalStorage, tmp_path: Path) -> Iterator[tuple[FastAPI,
         live.stop()
 
 
-async def until(condition: object) -> None:
+async def until(condition: Callable[[], bool]) -> None:
     for _ in range(BOUND):
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the server never got there")

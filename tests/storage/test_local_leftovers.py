@@ -146,7 +146,7 @@ async def test_a_sweep_during_a_live_upload_leaves_it_alone(
 
 
 @pytest.fixture
-def server_env(data_dir: Path) -> dict[str, str]:
+def server_env() -> dict[str, str]:
     return {"BIGUPLOAD_SECRET_KEY": SECRET, "BIGUPLOAD_RATE_LIMIT": "off"}
 
 
@@ -156,7 +156,7 @@ def port() -> int:
 
 
 @pytest.fixture
-def server(data_dir: Path, port: int, server_env: dict[str, str]) -> Iterator[list[Server]]:
+def server() -> Iterator[list[Server]]:
     """``bigupload serve`` processes on ``data_dir`` (the test starts and kills them)."""
     started: list[Server] = []
     try:
