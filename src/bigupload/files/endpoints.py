@@ -16,8 +16,9 @@ from bigupload.expiry.confirm import confirm_file
 from bigupload.files import repository, service
 from bigupload.files.schemas import DownloadLink, FileOut, FilePage, StatusChange
 from bigupload.files.status import FileStatus
+from bigupload.json_body import ApiRoute
 
-router = APIRouter(prefix="/files", tags=["files"])
+router = APIRouter(prefix="/files", tags=["files"], route_class=ApiRoute)
 
 
 @router.get("", response_model=FilePage, summary="List your files, newest first")

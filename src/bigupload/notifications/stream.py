@@ -42,9 +42,10 @@ from bigupload.dependencies import SessionDep
 from bigupload.errors import COMMON_RESPONSES, InvalidRequest
 from bigupload.files.models import FileEvent, FileRecord
 from bigupload.files.schemas import FileOut
+from bigupload.json_body import ApiRoute
 from bigupload.notifications.documents import event_type, iso_utc
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=ApiRoute)
 
 #: Seconds between two reads of the registry when nothing woke the stream.
 POLL_INTERVAL = 0.5

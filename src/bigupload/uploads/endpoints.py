@@ -11,6 +11,7 @@ from bigupload.dependencies import FileInserterDep, SessionDep, SettingsDep, Sto
 from bigupload.errors import ErrorBody
 from bigupload.files import service as files
 from bigupload.files.schemas import FileOut
+from bigupload.json_body import ApiRoute
 from bigupload.uploads import multipart, service
 from bigupload.uploads.schemas import (
     CompleteUpload,
@@ -23,7 +24,7 @@ from bigupload.uploads.schemas import (
     UploadTicket,
 )
 
-router = APIRouter(prefix="/uploads", tags=["uploads"])
+router = APIRouter(prefix="/uploads", tags=["uploads"], route_class=ApiRoute)
 
 
 @router.post(
