@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bigupload.errors import AppError
+from bigupload.errors import AppError, ErrorBody
 from bigupload.text import find_surrogate, may_hold_surrogates
 
 SURROGATE_MESSAGE = "must be valid Unicode text (it holds a lone surrogate code point)"
@@ -79,11 +79,30 @@ def refuse_surrogates(value: Any, location: tuple[str, ...]) -> None:
 
 
 class ApiRoute(APIRoute):
-    """A route whose JSON body, if it takes one, is decoded and checked by :func:`decode_json`."""
+    """A route whose JSON body, if it takes one, is decoded and checked by :func:`decode_json`;
+    its OpenAPI answers then include 400 ``invalid_json``."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if self._takes_json():
+            # In the shape of the route's other errors (``/s3`` ones carry a top-level message).
+            shape = self.responses.get(422, {}).get("model", ErrorBody)
+            self.responses.setdefault(
+                400,
+                {
+                    "model": shape,
+                    "description": "`invalid_json`: the body is not JSON, or not UTF-8.",
+                },
+            )
+
+    def _takes_json(self) -> bool:
+        return self.body_field is not None and not isinstance(
+            self.body_field.field_info, params.Form
+        )
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if self.body_field is None or isinstance(self.body_field.field_info, params.Form):
+        if not self._takes_json():
             return handler
 
         async def checked(request: Request) -> Response:
