@@ -3,9 +3,9 @@
 httptools keeps a header's value, however long, until the header ends, and uvicorn keeps
 every header: a client could make the server hold megabytes per connection before the app
 sees anything. This protocol counts the bytes of each head as they arrive and refuses, in the
-API's JSON shape, a request target over ``MAX_TARGET_BYTES`` (414) or a head over
-``MAX_HEAD_BYTES`` (431), then closes the connection; what is not HTTP at all is 400
-``bad_request`` in the same shape. Smaller heads reach the app, whose
+API's JSON shape a head over ``MAX_HEAD_BYTES`` (414 when its target is the long part, else
+431), then closes the connection; what is not HTTP at all is 400 ``bad_request`` in the same
+shape. Smaller heads reach the app, whose
 :class:`~bigupload.request_head.RequestHeadLimitMiddleware` applies the finer limits.
 """
 
@@ -25,14 +25,9 @@ _REASONS = {400: b"Bad Request", 414: b"URI Too Long", 431: b"Request Header Fie
 _MALFORMED = Refusal(400, "bad_request", "the request is not valid HTTP/1.1")
 
 
-class HeadRefused(Exception):
-    pass
-
-
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _reading_head = True
     _head_bytes = 0
-    _refusal: Refusal | None = None
 
     def data_received(self, data: bytes) -> None:
         if not self._reading_head:
@@ -41,23 +36,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         room = MAX_HEAD_BYTES - self._head_bytes
         if len(data) <= room:
             self._head_bytes += len(data)
-            super().data_received(data)  # a refusal from a callback comes back as a 400
+            super().data_received(data)
             return
-        # What fits is parsed first: the parser may refuse it (a long target), or end the head.
+        # What fits is parsed first: it may be malformed, or end the head.
         self._head_bytes = MAX_HEAD_BYTES
         super().data_received(data[:room])
         if self.transport.is_closing():
             return
         if self._reading_head:
-            self._refuse(head_too_large())
+            long_target = len(getattr(self, "url", b"")) > MAX_TARGET_BYTES
+            self._refuse(target_too_long() if long_target else head_too_large())
         else:
             self.data_received(data[room:])
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        if len(self.url) > MAX_TARGET_BYTES:
-            self._refusal = target_too_long()
-            raise HeadRefused
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
@@ -69,7 +59,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(self._refusal or _MALFORMED)
+        self._refuse(_MALFORMED)
 
     def _refuse(self, refusal: Refusal) -> None:
         self.logger.info("refused a request: %s", refusal.message)
