@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bigupload.errors import AppError, ErrorBody
+from bigupload.request_head import HEAD_ANSWERS
 from bigupload.text import find_surrogate, may_hold_surrogates
 
 SURROGATE_MESSAGE = "must be valid Unicode text (it holds a lone surrogate code point)"
@@ -79,21 +80,22 @@ def refuse_surrogates(value: Any, location: tuple[str, ...]) -> None:
 
 
 class ApiRoute(APIRoute):
-    """A route whose JSON body, if it takes one, is decoded and checked by :func:`decode_json`;
-    its OpenAPI answers then include 400 ``invalid_json``."""
+    """A route whose JSON body, if it takes one, is decoded and checked by :func:`decode_json`.
+
+    Its OpenAPI answers include what the app may answer before the route runs: 400
+    ``invalid_json`` when it takes JSON, and on every route the request-head refusals of
+    :mod:`bigupload.request_head`.
+    """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
+        # In the shape of the route's other errors (``/s3`` ones carry a top-level message).
+        shape = self.responses.get(422, {}).get("model", ErrorBody)
+        answers = dict(HEAD_ANSWERS)
         if self._takes_json():
-            # In the shape of the route's other errors (``/s3`` ones carry a top-level message).
-            shape = self.responses.get(422, {}).get("model", ErrorBody)
-            self.responses.setdefault(
-                400,
-                {
-                    "model": shape,
-                    "description": "`invalid_json`: the body is not JSON, or not UTF-8.",
-                },
-            )
+            answers[400] = "`invalid_json`: the body is not JSON, or not UTF-8."
+        for status, description in answers.items():
+            self.responses.setdefault(status, {"model": shape, "description": description})
 
     def _takes_json(self) -> bool:
         return self.body_field is not None and not isinstance(

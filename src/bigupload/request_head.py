@@ -24,6 +24,14 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_HEAD_BYTES = 32 * 1024
 
 
+#: How every route documents these refusals in the OpenAPI.
+HEAD_ANSWERS = {
+    414: f"`uri_too_long`: the path and query are over {MAX_TARGET_BYTES} bytes.",
+    431: f"`headers_too_large`: over {MAX_HEADER_COUNT} headers or {MAX_HEADER_BYTES} bytes "
+    "of them.",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     status: int
