@@ -16,12 +16,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bigupload.errors import error_body
 
-MAX_TARGET_BYTES = 8 * 1024
+#: Room for ``GET /s3/params``, whose query carries a file's metadata (up to 8 KiB as JSON,
+#: more once percent-encoded) and its name.
+MAX_TARGET_BYTES = 16 * 1024
 MAX_HEADER_COUNT = 100
 #: Names and values, counted as sent (``name: value\r\n``).
 MAX_HEADER_BYTES = 16 * 1024
 #: What the server buffers of one request's head at most: both limits and the request line.
-MAX_HEAD_BYTES = 32 * 1024
+MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 4 * 1024
 
 
 #: How every route documents these refusals in the OpenAPI.

@@ -3,9 +3,13 @@ server side of ``bigupload serve`` is in tests/cli/test_serve_request_head.py)."
 
 from __future__ import annotations
 
+import json
+from urllib.parse import urlencode
+
 import httpx
 
 from bigupload.request_head import MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES
+from bigupload.uploads.schemas import MAX_METADATA_BYTES
 from tests.conftest import Caller
 
 
@@ -49,3 +53,14 @@ async def test_headers_over_the_size_limit_are_431(alice: Caller) -> None:
     assert_refused(response, 431, "headers_too_large")
     fits = await alice.get("/api/v1/files", headers={"x-big": "b" * (MAX_HEADER_BYTES // 2)})
     assert fits.status_code == 200
+
+
+async def test_the_largest_uppy_params_query_fits(alice: Caller) -> None:
+    """``GET /s3/params`` carries metadata in its query: metadata at its 8 KiB limit, in
+    characters that percent-encode at their longest, is still under the target limit."""
+    metadata = {f"metadata[k{i}]": "\u65e5" * 169 for i in range(8)}
+    assert len(json.dumps({k[9:-1]: v for k, v in metadata.items()})) <= MAX_METADATA_BYTES
+    query = urlencode({"filename": "\u65e5" * 60 + ".mp4", "type": "video/mp4", **metadata})
+    assert len(query) > MAX_TARGET_BYTES * 3 // 4
+    response = await alice.get(f"/s3/params?{query}")
+    assert response.status_code == 200, response.text
