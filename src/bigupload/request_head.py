@@ -27,7 +27,7 @@ MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 4 * 1024
 
 
 #: How every route documents these refusals in the OpenAPI.
-HEAD_ANSWERS = {
+HEAD_ANSWERS: dict[int | str, str] = {
     414: f"`uri_too_long`: the path and query are over {MAX_TARGET_BYTES} bytes.",
     431: f"`headers_too_large`: over {MAX_HEADER_COUNT} headers or {MAX_HEADER_BYTES} bytes "
     "of them.",

@@ -44,6 +44,7 @@ from bigupload.files.models import FileEvent, FileRecord
 from bigupload.files.schemas import FileOut
 from bigupload.json_body import ApiRoute
 from bigupload.notifications.documents import event_type, iso_utc
+from bigupload.request_head import HEAD_ANSWERS
 
 router = APIRouter(tags=["events"], route_class=ApiRoute)
 
@@ -307,13 +308,17 @@ async def _start_after(
     return int(newest or 0)
 
 
+_ERROR_DESCRIPTIONS: dict[int | str, str] = {
+    **{status: answer["description"] for status, answer in COMMON_RESPONSES.items()},
+    **HEAD_ANSWERS,
+}
 #: Errors come before the stream starts, as JSON (FastAPI would list them as event streams).
 _JSON_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {
-        "description": answer["description"],
+        "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
     }
-    for status, answer in COMMON_RESPONSES.items()
+    for status, description in _ERROR_DESCRIPTIONS.items()
 }
 
 
