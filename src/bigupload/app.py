@@ -27,6 +27,7 @@ from bigupload.logs import RequestLogMiddleware
 from bigupload.notifications.endpoints import router as deliveries_router
 from bigupload.notifications.stream import router as events_router
 from bigupload.rate_limit import RateLimiter
+from bigupload.request_head import RequestHeadLimitMiddleware
 from bigupload.storage.base import HasLeftovers, Storage, StorageError
 from bigupload.storage.factory import build_storage
 from bigupload.storage.local import LocalStorage
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     )
     if settings.cors_origins:
         app.add_middleware(ApiCORSMiddleware, origins=settings.cors_origins)
+    app.add_middleware(RequestHeadLimitMiddleware)
     app.add_middleware(RequestLogMiddleware)
 
     api = APIRouter(prefix="/api/v1", responses=COMMON_RESPONSES)

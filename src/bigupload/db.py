@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from bigupload.text import loads_replacing_surrogates
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -70,17 +72,30 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """The registry's engine; JSON columns read with any lone surrogate as U+FFFD."""
     if url.startswith("sqlite"):
         # SQLite has one writer: one connection, and requests queue for it in order, instead
         # of many connections sleeping in SQLite's busy handler. Sessions always end in a
         # commit or a rollback, so the pool need not roll back again on return.
         engine = create_async_engine(
-            url, echo=echo, pool_size=1, max_overflow=0, pool_reset_on_return=None
+            url,
+            echo=echo,
+            pool_size=1,
+            max_overflow=0,
+            pool_reset_on_return=None,
+            json_deserializer=loads_replacing_surrogates,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        json_deserializer=loads_replacing_surrogates,
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

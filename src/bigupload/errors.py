@@ -38,11 +38,24 @@ class ErrorBody(BaseModel):
 #: The answers every authenticated API route may give besides its own.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No API key, or an invalid or revoked one."},
+    403: {
+        "model": ErrorBody,
+        "description": "`csrf_failed`: the session cookie without its `X-CSRF-Token`.",
+    },
     413: {"model": ErrorBody, "description": "Too large (a body over 1 MiB, or a file)."},
     422: {"model": ErrorBody, "description": "Invalid input; `details` lists the fields."},
     429: {"model": ErrorBody, "description": "Rate limited; see `Retry-After`."},
     500: {"model": ErrorBody, "description": "Unexpected; the message names the request id."},
+    502: {"model": ErrorBody, "description": "`storage_error`: the store answered an error."},
     503: {"model": ErrorBody, "description": "The store is unreachable; nothing changed."},
+}
+
+#: The answer of every route that names a file by id.
+FILE_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": ErrorBody,
+        "description": "`file_not_found`: no such file, or another owner's.",
+    },
 }
 
 
@@ -236,7 +249,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+#: Codes of the errors the framework raises itself; any other status is ``http_error``.
 _HTTP_CODES = {
+    400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
     401: "unauthenticated",

@@ -170,12 +170,20 @@ async def test_invalid_fields_are_refused_with_422(
     assert await count_files(alice) == 0
 
 
-async def test_body_that_is_not_json_is_refused(alice: Caller) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b'{"filename": "caf\xe9.mp4"}', b"\xff\xfe{}"],
+    ids=["syntax", "latin-1", "utf-16"],
+)
+async def test_body_that_is_not_utf8_json_is_refused(alice: Caller, body: bytes) -> None:
+    """Not JSON, or JSON not in UTF-8: one answer, 400 ``invalid_json``, before any schema."""
     response = await alice.post(
-        "/api/v1/uploads", content=b"{not json", headers={"Content-Type": "application/json"}
+        "/api/v1/uploads", content=body, headers={"Content-Type": "application/json"}
     )
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "validation_error"
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert isinstance(response.json()["error"]["details"]["offset"], int)
+    assert await count_files(alice) == 0
 
 
 async def test_body_that_is_a_list_is_refused(alice: Caller) -> None:

@@ -25,9 +25,10 @@ from bigupload.auth.sessions import (
 from bigupload.config import Settings
 from bigupload.dependencies import SessionDep, SettingsDep
 from bigupload.errors import ErrorBody, Forbidden, Unauthenticated
+from bigupload.json_body import ApiRoute
 from bigupload.rate_limit import RateLimiter
 
-router = APIRouter(prefix="/session", tags=["session"])
+router = APIRouter(prefix="/session", tags=["session"], route_class=ApiRoute)
 
 _FORBIDDEN: dict[int | str, dict[str, Any]] = {
     403: {

@@ -42,6 +42,7 @@ def serve(
     import uvicorn  # the web stack loads only for the command that serves
 
     from bigupload.app import create_app, settle_garbage_collector
+    from bigupload.cli.http_protocol import BoundedHttpToolsProtocol
 
     settings = settings_or_exit(host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
@@ -70,6 +71,8 @@ def serve(
         "access_log": False,
         "server_header": False,
         "proxy_headers": False,
+        # Reads at most MAX_HEAD_BYTES of a request's line and headers (see request_head).
+        "http": BoundedHttpToolsProtocol,
     }
     if workers == 1:
         settle_garbage_collector()

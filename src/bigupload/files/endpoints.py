@@ -11,13 +11,14 @@ from fastapi.responses import RedirectResponse
 
 from bigupload.auth.dependencies import PrincipalDep
 from bigupload.dependencies import SessionDep, SettingsDep, StorageDep
-from bigupload.errors import ErrorBody, InvalidRequest
+from bigupload.errors import FILE_NOT_FOUND, ErrorBody, InvalidRequest
 from bigupload.expiry.confirm import confirm_file
 from bigupload.files import repository, service
 from bigupload.files.schemas import DownloadLink, FileOut, FilePage, StatusChange
 from bigupload.files.status import FileStatus
+from bigupload.json_body import ApiRoute
 
-router = APIRouter(prefix="/files", tags=["files"])
+router = APIRouter(prefix="/files", tags=["files"], route_class=ApiRoute)
 
 
 @router.get("", response_model=FilePage, summary="List your files, newest first")
@@ -54,7 +55,7 @@ async def list_files(
     return FilePage(items=[FileOut.of(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{file_id}", response_model=FileOut, summary="One file")
+@router.get("/{file_id}", response_model=FileOut, summary="One file", responses=FILE_NOT_FOUND)
 async def get_file(file_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> FileOut:
     return FileOut.of(await service.get_file(session, principal.owner, file_id))
 
@@ -94,10 +95,11 @@ async def download_file(
     response_model=FileOut,
     summary="Change a file's status (legal transitions only)",
     responses={
+        **FILE_NOT_FOUND,
         409: {
             "model": ErrorBody,
-            "description": "The transition is not allowed from the file's status.",
-        }
+            "description": "`invalid_transition`: not allowed from the file's status.",
+        },
     },
 )
 async def put_status(
@@ -119,11 +121,12 @@ async def put_status(
         "time is kept in `confirmed_at`."
     ),
     responses={
+        **FILE_NOT_FOUND,
         409: {
             "model": ErrorBody,
             "description": "The file is not whole: `file_not_uploaded` (still pending), "
             "`file_failed`, `file_expired` or `file_aborted`.",
-        }
+        },
     },
 )
 async def confirm(file_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> FileOut:
@@ -135,6 +138,7 @@ async def confirm(file_id: uuid.UUID, principal: PrincipalDep, session: SessionD
     "/{file_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a file: its stored object and its record",
+    responses=FILE_NOT_FOUND,
 )
 async def delete_file(
     file_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep

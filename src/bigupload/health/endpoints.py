@@ -8,9 +8,10 @@ from sqlalchemy import text
 
 from bigupload import __version__
 from bigupload.dependencies import SessionDep, StorageDep
+from bigupload.json_body import ApiRoute
 from bigupload.storage.base import StorageError
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = APIRouter(prefix="/health", tags=["health"], route_class=ApiRoute)
 
 
 @router.get("", summary="Liveness: the process answers")

@@ -18,10 +18,11 @@ from bigupload.auth.dependencies import PrincipalDep
 from bigupload.dependencies import SessionDep, SettingsDep
 from bigupload.errors import Conflict, ErrorBody, InvalidRequest, NotFound
 from bigupload.jobs.models import Job, JobStatus
+from bigupload.json_body import ApiRoute
 from bigupload.notifications import webhooks
 from bigupload.notifications.webhooks import DeliveryStatus
 
-router = APIRouter(prefix="/webhooks/deliveries", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks/deliveries", tags=["webhooks"], route_class=ApiRoute)
 
 _MAX_ID = 2**63 - 1
 DeliveryId = Annotated[int, Path(ge=1, le=_MAX_ID, description="The delivery's id.")]

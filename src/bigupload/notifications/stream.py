@@ -32,7 +32,6 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.routing import APIRoute
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -45,10 +44,12 @@ from bigupload.dependencies import SessionDep
 from bigupload.errors import COMMON_RESPONSES, InvalidRequest
 from bigupload.files.models import FileEvent, FileRecord
 from bigupload.files.schemas import FileOut
+from bigupload.json_body import ApiRoute
 from bigupload.notifications.documents import event_type, iso_utc
+from bigupload.request_head import HEAD_ANSWERS
 
 
-class _StreamRoute(APIRoute):
+class _StreamRoute(ApiRoute):
     """A stream whose client leaves while events are on their way makes FastAPI's stream fail
     with :class:`anyio.BrokenResourceError` (its relay has an event nobody will read): that is
     the client leaving, logged as one INFO line and counted, not an error."""
@@ -333,13 +334,17 @@ async def _start_after(
     return int(newest or 0)
 
 
+_ERROR_DESCRIPTIONS: dict[int | str, str] = {
+    **{status: answer["description"] for status, answer in COMMON_RESPONSES.items()},
+    **HEAD_ANSWERS,
+}
 #: Errors come before the stream starts, as JSON (FastAPI would list them as event streams).
 _JSON_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {
-        "description": answer["description"],
+        "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
     }
-    for status, answer in COMMON_RESPONSES.items()
+    for status, description in _ERROR_DESCRIPTIONS.items()
 }
 
 

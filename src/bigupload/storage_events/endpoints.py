@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from bigupload.config import Settings
 from bigupload.dependencies import SettingsDep, StorageDep
 from bigupload.errors import AppError, ErrorBody, Unauthenticated
+from bigupload.json_body import ApiRoute
 from bigupload.storage.base import Storage
 from bigupload.storage_events.handler import EventReport, handle_events
 from bigupload.storage_events.parse import (
@@ -24,7 +25,7 @@ from bigupload.storage_events.parse import (
 )
 from bigupload.storage_events.sns import SnsVerifier
 
-router = APIRouter(tags=["storage events"])
+router = APIRouter(tags=["storage events"], route_class=ApiRoute)
 log = logging.getLogger("bigupload.storage_events")
 
 SNS_TYPE_HEADER = "x-amz-sns-message-type"

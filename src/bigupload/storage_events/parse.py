@@ -23,6 +23,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from bigupload.text import find_surrogate
+
 CREATED = "ObjectCreated"
 REMOVED = "ObjectRemoved"
 #: SNS message types (the ``Type`` field and the ``x-amz-sns-message-type`` header).
@@ -73,6 +75,10 @@ def load_json(raw: bytes | str) -> dict[str, Any]:
         raise InvalidEvent(f"the body is not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise InvalidEvent("the body is not a JSON object")
+    found = find_surrogate(document)
+    if found is not None:
+        where = ".".join(str(part) for part in found)
+        raise InvalidEvent(f"{where} is not valid Unicode text (a lone surrogate code point)")
     return document
 
 

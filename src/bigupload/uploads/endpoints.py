@@ -8,9 +8,10 @@ from fastapi import APIRouter, Response, status
 
 from bigupload.auth.dependencies import PrincipalDep
 from bigupload.dependencies import FileInserterDep, SessionDep, SettingsDep, StorageDep
-from bigupload.errors import STORE_FULL_RESPONSE, ErrorBody
+from bigupload.errors import FILE_NOT_FOUND, STORE_FULL_RESPONSE, ErrorBody
 from bigupload.files import service as files
 from bigupload.files.schemas import FileOut
+from bigupload.json_body import ApiRoute
 from bigupload.uploads import multipart, service
 from bigupload.uploads.schemas import (
     CompleteUpload,
@@ -23,7 +24,7 @@ from bigupload.uploads.schemas import (
     UploadTicket,
 )
 
-router = APIRouter(prefix="/uploads", tags=["uploads"])
+router = APIRouter(prefix="/uploads", tags=["uploads"], route_class=ApiRoute)
 
 
 @router.post(
@@ -65,6 +66,7 @@ async def create_upload(
     response_model=FileOut,
     summary="Confirm an upload against the store (idempotent)",
     responses={
+        **FILE_NOT_FOUND,
         409: {
             "model": ErrorBody,
             "description": "Nothing (or not every part) uploaded yet, or the upload failed, "
@@ -108,6 +110,7 @@ async def complete_upload(
     description="Sign late and in batches (at most 1,000 parts per call): URLs expire. "
     "Each URL stores exactly the part's `size` bytes; send its `headers` exactly.",
     responses={
+        **FILE_NOT_FOUND,
         409: {
             "model": ErrorBody,
             "description": "Not a multipart upload, or no longer in progress.",
@@ -135,6 +138,7 @@ async def sign_parts(
     response_model=UploadParts,
     summary="The parts the store holds for an upload in progress (to resume it)",
     responses={
+        **FILE_NOT_FOUND,
         409: {
             "model": ErrorBody,
             "description": "Not a multipart upload, no longer in progress, or its parts are "
@@ -156,6 +160,7 @@ async def list_parts(
     response_model=FileOut,
     summary="Abort an upload in progress and free what the store holds for it (idempotent)",
     responses={
+        **FILE_NOT_FOUND,
         409: {"model": ErrorBody, "description": "The upload is complete, failed or expired."},
         503: {
             "model": ErrorBody,

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from bigupload.auth.dependencies import PrincipalDep
 from bigupload.dependencies import FileInserterDep, SessionDep, SettingsDep, StorageDep
+from bigupload.json_body import ApiRoute
 from bigupload.uploads import multipart
 from bigupload.uppy import service
 from bigupload.uppy.schemas import (
@@ -69,7 +70,7 @@ _NEW_FILE: dict[int | str, dict[str, Any]] = {
     415: {"model": UppyErrorBody, "description": "Content type not in the allow-list."},
 }
 
-router = APIRouter(prefix="/s3", tags=["uppy"], responses=_ERRORS)
+router = APIRouter(prefix="/s3", tags=["uppy"], responses=_ERRORS, route_class=ApiRoute)
 
 UploadId = Annotated[str, Path(alias="uploadId", max_length=1024)]
 UploadKey = Annotated[str, Query(min_length=1, max_length=1024, description="The upload's key.")]

@@ -19,8 +19,9 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from bigupload.config import Settings
 from bigupload.dependencies import SettingsDep
 from bigupload.errors import NotFound
+from bigupload.json_body import ApiRoute
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=ApiRoute)
 
 #: The built page (``make web`` writes it).
 STATIC_DIR = Path(__file__).resolve().parent / "static"

@@ -22,11 +22,11 @@ from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
-from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
 from bigupload.errors import AppError, InsufficientStorage, NotFound, StorageUnavailable
+from bigupload.json_body import ApiRoute
 from bigupload.storage.base import StorageFull, StorageUnreachable, UploadNotFound
 from bigupload.storage.disposition import content_disposition
 from bigupload.storage.keys import InvalidKey
@@ -63,7 +63,7 @@ def _wildcard(scope: Scope) -> bool:
     return "*" in getattr(settings, "store_cors_origins", ("*",))
 
 
-class _StoreRoute(APIRoute):
+class _StoreRoute(ApiRoute):
     """A route whose answers (errors included) carry the store's CORS headers, and
     ``X-Content-Type-Options: nosniff``: a browser renders what the store serves as the type
     it was uploaded with, never as what its bytes look like (an uploaded "image" that is HTML)."""
