@@ -32,6 +32,7 @@ test-deps:
 	scripts/install-postgres.sh
 	scripts/install-localstack.sh
 	scripts/install-chromium.sh
+	scripts/install-curl-jq.sh
 	scripts/build-uppy-harness.sh
 
 test: dev test-deps

@@ -151,6 +151,7 @@ def _token_verifier(settings: Settings) -> TokenVerifier | None:
         jwks_url=settings.jwt_jwks_url,
         algorithms=settings.jwt_algorithms,
         owner_claim=settings.jwt_owner_claim,
+        owner_prefix=settings.jwt_owner_prefix,
     )
 
 

@@ -36,6 +36,8 @@ S3_MIN_PART_SIZE = 5 * MiB
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": KiB, "M": MiB, "G": GiB, "T": TiB}
 _MEDIA_RANGE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/([a-z0-9][a-z0-9!#$&^_.+-]*|\*)$")
+#: A JWT owner prefix begins object keys (``uploads/<prefix><subject>/...``): a safe alphabet.
+_OWNER_PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "supersecret", "password", "test"}
 
 
@@ -128,6 +130,8 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_algorithms: Annotated[tuple[str, ...] | None, NoDecode] = None
     jwt_owner_claim: str = "sub"
+    #: Put before every JWT owner, so a token's subject never names an API key's owner.
+    jwt_owner_prefix: str = "jwt."
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     rate_limit: str = "100/second;3000/minute"
     rate_limit_storage: str = "memory://"
@@ -366,6 +370,16 @@ class Settings(BaseSettings):
             return "postgresql+asyncpg://" + value.split("://", 1)[1]
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("jwt_owner_prefix")
+    @classmethod
+    def _jwt_owner_prefix(cls, value: str) -> str:
+        if value and not _OWNER_PREFIX_RE.fullmatch(value):
+            raise ValueError(
+                "must be empty or 1-32 letters, digits, '.', '_' or '-' starting with a letter "
+                "or digit (it begins object keys)"
+            )
         return value
 
     @field_validator("jwt_algorithms", mode="before")

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -22,7 +24,8 @@ from starlette.routing import Route
 from bigupload import clock
 from bigupload.auth.tokens import owner_from_claim
 from bigupload.config import ConfigError, load_settings
-from tests.conftest import Caller
+from tests.cli.helpers import bigupload
+from tests.conftest import Caller, make_key
 from tests.support.live import LiveServer
 from tests.support.net import free_port
 
@@ -58,17 +61,44 @@ class TestSharedSecret:
     async def test_a_valid_token_is_its_subjects_owner(self, http: httpx.AsyncClient) -> None:
         created = await http.post("/api/v1/uploads", json=BODY, headers=bearer(self.token()))
         assert created.status_code == 201, created.text
-        assert created.json()["key"].startswith("uploads/user-1/")
+        assert created.json()["key"].startswith("uploads/jwt.user-1/")
         record = (
             await http.get(f"/api/v1/files/{created.json()['id']}", headers=bearer(self.token()))
         ).json()
-        assert record["owner"] == "user-1"
+        assert record["owner"] == "jwt.user-1"
 
     async def test_subjects_see_only_their_own_files(self, http: httpx.AsyncClient) -> None:
         one, two = bearer(self.token(sub="user-1")), bearer(self.token(sub="user-2"))
         file_id = (await http.post("/api/v1/uploads", json=BODY, headers=one)).json()["id"]
         assert (await http.get(f"/api/v1/files/{file_id}", headers=two)).status_code == 404
         assert (await http.get("/api/v1/files", headers=two)).json()["items"] == []
+
+    async def test_a_subject_named_like_a_key_owner_does_not_reach_its_files(
+        self, app: FastAPI, http: httpx.AsyncClient
+    ) -> None:
+        admin = Caller(http, await make_key(app, "admin"), "admin")
+        file_id = (await admin.post("/api/v1/uploads", json=BODY)).json()["id"]
+        as_subject = bearer(self.token(sub="admin"))
+        response = await http.get(f"/api/v1/files/{file_id}", headers=as_subject)
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "file_not_found"
+        assert (await http.get("/api/v1/files", headers=as_subject)).json()["items"] == []
+        assert (
+            await http.delete(f"/api/v1/files/{file_id}", headers=as_subject)
+        ).status_code == 404
+        assert [f["id"] for f in (await admin.get("/api/v1/files")).json()["items"]] == [file_id]
+
+    async def test_long_subjects_stay_within_an_owners_64_characters(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        for subject in ("u" * 64, "auth0|" + "x" * 70):
+            created = await http.post(
+                "/api/v1/uploads", json=BODY, headers=bearer(self.token(sub=subject))
+            )
+            assert created.status_code == 201, created.text
+            owner = created.json()["key"].split("/")[1]
+            assert owner.startswith("jwt.") and len(owner) <= 64
+            assert owner == owner_from_claim(subject, "jwt.")
 
     async def test_api_keys_still_work_beside_tokens(self, alice: Caller) -> None:
         assert (await alice.get("/api/v1/files")).status_code == 200
@@ -124,10 +154,32 @@ class TestSharedSecret:
         response = await http.post(
             "/api/v1/uploads", json=BODY, headers=bearer(self.token(sub=subject))
         )
-        owner = owner_from_claim(subject)
-        assert owner.startswith("auth0_abc_.._.._etc-") and len(owner) <= 64
+        owner = owner_from_claim(subject, "jwt.")
+        assert owner.startswith("jwt.auth0_abc_.._.._etc-") and len(owner) <= 64
         assert response.json()["key"].startswith(f"uploads/{owner}/")
-        assert owner != owner_from_claim("auth0_abc_.._.._etc")
+        assert owner != owner_from_claim("auth0_abc_.._.._etc", "jwt.")
+
+
+class TestEmptyOwnerPrefix:
+    """``BIGUPLOAD_JWT_OWNER_PREFIX=`` keeps the owners of deployments made before the prefix:
+    a subject is its owner as is, and so reaches the key owner of the same name."""
+
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {
+            "jwt_secret": SECRET,
+            "jwt_audience": AUDIENCE,
+            "jwt_issuer": ISSUER,
+            "jwt_owner_prefix": "",
+        }
+
+    async def test_the_subject_is_the_owner(self, app: FastAPI, http: httpx.AsyncClient) -> None:
+        admin = Caller(http, await make_key(app, "admin"), "admin")
+        file_id = (await admin.post("/api/v1/uploads", json=BODY)).json()["id"]
+        token = jwt.encode(claims(sub="admin"), SECRET, algorithm="HS256")
+        response = await http.get(f"/api/v1/files/{file_id}", headers=bearer(token))
+        assert response.status_code == 200, response.text
+        assert response.json()["owner"] == "admin"
 
 
 @pytest.fixture(scope="module")
@@ -223,8 +275,33 @@ class TestKeySet:
         ({"jwt_secret": "short", "jwt_audience": "a"}, "BIGUPLOAD_JWT_SECRET: must be a random"),
         ({"jwt_jwks_url": "ftp://idp", "jwt_audience": "a"}, "BIGUPLOAD_JWT_JWKS_URL"),
         ({"jwt_algorithms": "HS256,none", "jwt_secret": SECRET, "jwt_audience": "a"}, "'none'"),
+        ({"jwt_owner_prefix": "jwt:"}, "BIGUPLOAD_JWT_OWNER_PREFIX"),
+        ({"jwt_owner_prefix": "../"}, "BIGUPLOAD_JWT_OWNER_PREFIX"),
+        ({"jwt_owner_prefix": "-jwt"}, "BIGUPLOAD_JWT_OWNER_PREFIX"),
     ],
 )
 def test_jwt_configuration_errors(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--owner", "jwt.admin", "--", "sneaky"], {}),
+        (["--owner", "JWT.Admin", "--", "sneaky"], {}),
+        (["--", "jwt.admin"], {}),
+        (["--owner", "idp-admin", "--", "sneaky"], {"BIGUPLOAD_JWT_OWNER_PREFIX": "idp-"}),
+    ],
+    ids=["owner", "owner-case", "name-as-owner", "configured-prefix"],
+)
+def test_keys_create_refuses_the_jwt_owners_prefix(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
+    result = bigupload(tmp_path / "data", "keys", "create", *args, **env)
+    assert result.code == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.err_lines == [
+        f"bigupload: owners beginning with {env.get('BIGUPLOAD_JWT_OWNER_PREFIX', 'jwt.')!r} "
+        "are JWT subjects' (BIGUPLOAD_JWT_OWNER_PREFIX): choose another owner"
+    ], result.stderr

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -98,6 +99,14 @@ def assert_stored(service: Service, name: str, sha256: str, size: int) -> dict[s
     return record
 
 
+def object_url(service: Service, key: str) -> str:
+    """The object's URL in the store: ``/store/<key>`` on the local store, path-style on S3."""
+    settings = service.settings
+    if settings.storage == "s3":
+        return f"{settings.s3_endpoint_url}/{settings.s3_bucket}/{quote(key, safe='/')}"
+    return f"{settings.effective_public_url}/store/{quote(key, safe='/')}"
+
+
 def complete_body(harness: Harness) -> dict[str, Any]:
     (request,) = harness.s3_requests("POST", "multipart/")
     assert request.url.split("?")[0].endswith("/complete"), request.url
@@ -176,10 +185,9 @@ def test_multipart_upload(
 
     record = assert_stored(service, path.name, sha256, MULTIPART_SIZE)
     assert record["key"] == created["key"]
-    # complete answers the record's API URL as `location`: Uppy reports it as the upload URL.
-    assert success["response"]["uploadURL"] == (
-        f"{service.settings.effective_public_url}/api/v1/files/{record['id']}"
-    )
+    # complete answers the object's URL in the store as `location` (as S3 and Companion do, and
+    # as a single upload's form POST does): Uppy reports it as the upload URL.
+    assert success["response"]["uploadURL"] == object_url(service, record["key"])
     assert multipart_uploads(service) == []
 
 

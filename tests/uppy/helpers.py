@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlencode
 
 import httpx
 from fastapi import FastAPI
@@ -17,6 +17,7 @@ from tests.conftest import Caller
 
 MiB = 1024 * 1024
 PART = 5 * MiB
+OCTETS = "application/octet-stream"
 DATA = random.Random(5).randbytes(2 * PART + 4321)  # three parts, the last short
 
 
@@ -82,6 +83,24 @@ async def jobs_of(app: FastAPI, file_id: uuid.UUID, kind: str) -> list[Job]:
             select(Job).where(Job.file_id == file_id, Job.kind == kind).order_by(Job.id)
         )
         return list(rows.scalars())
+
+
+async def form_post_location(caller: Caller, http: httpx.AsyncClient) -> tuple[str, str]:
+    """A single upload as Uppy sends it (``/s3/params``, then the form POST): answer the key and
+    the ``Location`` the store answered for it."""
+    answer = await caller.get(f"/s3/params?{urlencode({'filename': 'one.bin', 'type': OCTETS})}")
+    assert answer.status_code == 200, answer.text
+    posted = await post_form(http, answer.json(), b"one small file", OCTETS)
+    assert posted.status_code in (201, 204), posted.text
+    return answer.json()["key"], posted.headers["location"]
+
+
+def with_key_marked(location: str, key: str) -> str:
+    """``location`` with ``key`` (however the store encoded it) shown as ``<key>``, to compare
+    the kind of two objects' URLs."""
+    plain = unquote(location)
+    assert plain.count(key) == 1, (location, key)
+    return plain.replace(key, "<key>")
 
 
 def form_body(fields: dict[str, str], data: bytes, file_type: str) -> tuple[bytes, dict[str, str]]:

@@ -8,6 +8,7 @@ until its parts are completed.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -16,20 +17,37 @@ import pytest
 from fastapi import FastAPI
 
 from bigupload.storage.base import Storage, UploadNotFound
+from bigupload.storage.s3 import S3Storage
 from tests.conftest import Caller
 from tests.uppy.helpers import (
     DATA,
+    PART,
     MiB,
     begin,
     complete,
+    form_post_location,
     part_of,
     put_part,
     query,
     record_of,
     sign_part,
+    with_key_marked,
 )
 
 LOCAL_ONLY = pytest.mark.parametrize("storage", ["local"], indirect=True)
+
+
+class _Timestamp:
+    """Equal to any ISO 8601 time with a zone, as ``LastModified`` is sent."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and datetime.fromisoformat(other).tzinfo is not None
+
+    def __repr__(self) -> str:
+        return "<an ISO 8601 time with a zone>"
+
+
+ANY_TIME = _Timestamp()
 
 
 def route(started: dict[str, Any], tail: str = "") -> str:
@@ -92,7 +110,7 @@ async def test_parts_sent_and_completed_make_the_file(
     assert done.status_code == 200, done.text
     record = await record_of(app, started["key"])
     assert done.json() == {
-        "location": f"http://testserver/api/v1/files/{record.id}",
+        "location": object_url_in(storage, started["key"]),
         "key": started["key"],
         "bucket": started["bucket"],
     }
@@ -101,6 +119,28 @@ async def test_parts_sent_and_completed_make_the_file(
     assert (file.json()["status"], file.json()["stored_size"]) == ("uploaded", len(DATA))
     link = await alice.get(f"/api/v1/files/{record.id}/download")
     assert (await store_http.get(link.json()["url"])).content == DATA
+
+
+def object_url_in(storage: Storage, key: str) -> str:
+    """The object's URL as each store names it (S3 path-style on moto)."""
+    if isinstance(storage, S3Storage):
+        return f"{storage.client.meta.endpoint_url}/{storage.bucket}/{quote(key, safe='/')}"
+    return f"http://testserver/store/{quote(key, safe='/')}"
+
+
+@LOCAL_ONLY  # moto's form POST answers no Location; LocalStack's: tests/uppy/test_strict_s3.py
+async def test_complete_answers_the_same_kind_of_url_as_a_single_upload(
+    alice: Caller, store_http: httpx.AsyncClient
+) -> None:
+    """A multipart upload's location is the object's URL in the store, as a form POST's is
+    (Companion answers S3's for both), not an API URL that needs a key."""
+    started = await begin(alice)
+    done = await complete(alice, started, claims(await send_all(alice, store_http, started)))
+    single_key, single_location = await form_post_location(alice, store_http)
+
+    location = done.json()["location"]
+    assert with_key_marked(location, started["key"]) == with_key_marked(single_location, single_key)
+    assert "/api/" not in location
 
 
 async def test_complete_is_idempotent(
@@ -125,6 +165,10 @@ async def test_racing_completes_agree(
     assert (await record_of(app, started["key"])).stored_size == len(DATA)
 
 
+def listed_part(number: int, etag: str, size: int) -> dict[str, Any]:
+    return {"PartNumber": number, "ETag": etag, "Size": size, "LastModified": ANY_TIME}
+
+
 async def test_list_parts_tells_what_to_resume(
     alice: Caller, store_http: httpx.AsyncClient
 ) -> None:
@@ -136,28 +180,42 @@ async def test_list_parts_tells_what_to_resume(
     listed = await alice.get(route(started))
 
     assert listed.status_code == 200, listed.text
-    # The short last part is left out: a part shorter than the upload's part size may have been
-    # cut off mid-PUT (some stores keep such bytes), so the client sends it again.
-    assert listed.json() == [{"PartNumber": 1, "ETag": one, "Size": len(part_of(1))}]
-    two = await put_part(alice, store_http, started, 2)  # resumed: the missing parts
-    three = await put_part(alice, store_http, started, 3)
-    done = await complete(alice, started, claims({1: one, 2: two, 3: three}, {2}))
+    # Every part the store holds, the short last one too, as Companion lists them.
+    assert listed.json() == [
+        listed_part(1, one, len(part_of(1))),
+        listed_part(3, three, len(part_of(3))),
+    ]
+    two = await put_part(alice, store_http, started, 2)  # resumed: the missing part
+    named = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in listed.json()]
+    done = await complete(alice, started, [*named, {"PartNumber": 2, "ETag": two}])
     assert done.status_code == 200, done.text
 
 
-async def test_list_parts_leaves_out_a_part_cut_short(
+async def test_list_parts_shows_a_short_part_with_its_size(
     alice: Caller, store_http: httpx.AsyncClient
 ) -> None:
-    """A part shorter than 5 MiB that is not the last is not one Uppy sent whole."""
+    """A part shorter than the others is listed as the store lists it: a client that completes
+    from the list gets an answer about that part, never an object without it."""
     started = await begin(alice)
-    await put_part(alice, store_http, started, 1)
+    one = await put_part(alice, store_http, started, 1)
     signed = (await sign_part(alice, started, 2)).json()
     short = await store_http.put(signed["url"], content=b"x" * 1000, headers=signed.get("headers"))
     assert short.status_code == 200, short.text
+    three = await put_part(alice, store_http, started, 3)
 
     listed = await alice.get(route(started))
 
-    assert [p["PartNumber"] for p in listed.json()] == [1]
+    assert listed.json() == [
+        listed_part(1, one, len(part_of(1))),
+        listed_part(2, short.headers["etag"], 1000),
+        listed_part(3, three, len(part_of(3))),
+    ]
+    named = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in listed.json()]
+    refused = await complete(alice, started, named)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "part_size_mismatch")
+    assert refused.json()["error"]["details"]["parts"] == [
+        {"part_number": 2, "expected": PART, "stored": 1000}
+    ]
 
 
 async def test_a_batch_of_part_urls(alice: Caller, store_http: httpx.AsyncClient) -> None:

@@ -36,6 +36,13 @@ def valid_name(name: str) -> bool:
     return bool(NAME_RE.fullmatch(name))
 
 
+def reserved_owner(owner: str, jwt_owner_prefix: str) -> bool:
+    """Whether ``owner`` is in the JWT subjects' namespace (``BIGUPLOAD_JWT_OWNER_PREFIX``), which
+    no API key may take: else a token's subject could name a key's owner and reach its files.
+    Case is ignored, so no key owner differs from a JWT owner by case alone."""
+    return bool(jwt_owner_prefix) and owner.lower().startswith(jwt_owner_prefix.lower())
+
+
 def valid_email(address: str) -> bool:
     local = address.split("@", 1)[0]
     return len(address) <= EMAIL_MAX and len(local) <= 64 and bool(EMAIL_RE.fullmatch(address))

@@ -2,7 +2,9 @@
 
 A token is accepted when its signature verifies (a shared HS256 secret, or the provider's
 public keys from its JWKS URL), it has not expired, and its issuer and audience are the
-configured ones. The owner is one claim of it (``sub`` by default), made safe for object keys.
+configured ones. The owner is one claim of it (``sub`` by default), made safe for object keys,
+behind a prefix (``BIGUPLOAD_JWT_OWNER_PREFIX``, ``jwt.``) that no API key's owner may begin with:
+a token whose subject is ``admin`` is the owner ``jwt.admin``, never the key owner ``admin``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from bigupload.errors import AppError, Unauthenticated
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _LEEWAY_SECONDS = 30
+_MAX_OWNER = 64
+_DIGEST_SUFFIX = 13  # "-" and 12 hexadecimal digits
 
 
 class IdentityProviderUnavailable(AppError):
@@ -29,12 +33,14 @@ class IdentityProviderUnavailable(AppError):
     code = "identity_provider_unavailable"
 
 
-def owner_from_claim(value: str) -> str:
-    """The claim as an owner name: itself when safe, else a readable form plus a digest."""
-    if valid_name(value):
-        return value
-    readable = _UNSAFE.sub("_", value)[:40].strip("._-") or "user"
-    return f"{readable}-{hashlib.sha256(value.encode()).hexdigest()[:12]}"
+def owner_from_claim(value: str, prefix: str = "") -> str:
+    """The claim as an owner name behind ``prefix``: itself when safe, else a readable form plus
+    a digest; at most 64 characters, as every owner."""
+    if valid_name(prefix + value):
+        return prefix + value
+    room = min(40, _MAX_OWNER - len(prefix) - _DIGEST_SUFFIX)
+    readable = _UNSAFE.sub("_", value)[:room].strip("._-") or "user"
+    return f"{prefix}{readable}-{hashlib.sha256(value.encode()).hexdigest()[:12]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,7 @@ class TokenVerifier:
         jwks_url: str | None = None,
         algorithms: tuple[str, ...] | None = None,
         owner_claim: str = "sub",
+        owner_prefix: str = "",
     ) -> None:
         if (secret is None) == (jwks_url is None):
             raise ValueError("configure exactly one of a JWT secret and a JWKS URL")
@@ -63,6 +70,7 @@ class TokenVerifier:
         self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, timeout=10) if jwks_url else None
         self.algorithms = list(algorithms or (("HS256",) if secret else ("RS256", "ES256")))
         self.owner_claim = owner_claim
+        self.owner_prefix = owner_prefix
 
     async def _key(self, token: str) -> Any:
         if self.secret is not None:
@@ -105,7 +113,7 @@ class TokenVerifier:
                 f"the token's {self.owner_claim!r} claim is not a string", code="invalid_token"
             )
         return VerifiedToken(
-            owner=owner_from_claim(subject),
+            owner=owner_from_claim(subject, self.owner_prefix),
             subject=subject,
             expires_at=datetime.fromtimestamp(expires, UTC),
         )

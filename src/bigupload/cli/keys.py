@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bigupload.auth import repository
-from bigupload.auth.keys import valid_email, valid_name
+from bigupload.auth.keys import reserved_owner, valid_email, valid_name
 from bigupload.cli.common import fail, run_with_session, settings_or_exit
 
 app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -34,6 +34,12 @@ def create(
     if email is not None and not valid_email(email):
         fail(f"{email!r} is not an e-mail address such as alice@example.com", code=2)
     settings = settings_or_exit()
+    if reserved_owner(owner, settings.jwt_owner_prefix):
+        fail(
+            f"owners beginning with {settings.jwt_owner_prefix!r} are JWT subjects' "
+            "(BIGUPLOAD_JWT_OWNER_PREFIX): choose another owner",
+            code=2,
+        )
 
     async def work(session: object) -> str:
         try:

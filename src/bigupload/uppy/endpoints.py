@@ -137,7 +137,11 @@ async def create_multipart(
 @router.get(
     "/multipart/{uploadId}",
     response_model=list[UppyPart],
+    response_model_exclude_none=True,
     summary="The parts the store holds for an upload (to resume it)",
+    description="Every part the store lists, in part number order, each with its size and "
+    "ETag (and `LastModified`, when the store gives it), as Companion answers. A client "
+    "resuming skips these parts and names them when it completes.",
     responses=_NOT_FOUND,
 )
 async def list_parts(

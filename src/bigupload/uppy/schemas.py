@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
@@ -120,13 +121,16 @@ class MultipartStarted(BaseModel):
 
 
 class UppyPart(BaseModel):
-    """A part the store holds."""
+    """A part the store holds, as S3's ListParts (and so Companion) names it."""
 
     model_config = ConfigDict(populate_by_name=True)
 
     part_number: int = Field(alias="PartNumber")
     etag: str = Field(alias="ETag")
     size: int = Field(alias="Size")
+    last_modified: datetime | None = Field(
+        default=None, alias="LastModified", description="When the store took the part."
+    )
 
 
 class SignedPart(BaseModel):
@@ -161,7 +165,12 @@ class CompleteParts(BaseModel):
 
 
 class Completed(BaseModel):
-    location: str = Field(description="The file in the API: `GET` it for its status.")
+    location: str = Field(
+        description="The object's URL in the store, as S3's CompleteMultipartUpload answers "
+        "it (on the local store: `<PUBLIC_URL>/store/<key>`), the same kind of URL a single "
+        "upload's form POST answers as its `Location`. It names the object and grants no "
+        "access: download through `GET /api/v1/files/{id}/download`."
+    )
     key: str
     bucket: str
 

@@ -17,7 +17,8 @@ from bigupload.config import Settings
 from bigupload.errors import AppError, Conflict, NotFound, StorageUnavailable, store_errors
 from bigupload.files.inserter import FileInserter
 from bigupload.files.models import FileRecord
-from bigupload.storage.base import MIN_PART_SIZE, PresignedRequest, Storage, StorageUnreachable
+from bigupload.storage.base import PresignedRequest, Storage, StorageUnreachable
+from bigupload.storage.locations import object_url
 from bigupload.uploads import multipart, service
 from bigupload.uploads.schemas import ClaimedPart
 from bigupload.uppy import repository
@@ -101,20 +102,17 @@ async def find_upload(session: AsyncSession, owner: str, upload_id: str, key: st
 
 
 async def list_parts(record: FileRecord, storage: Storage) -> list[UppyPart]:
-    """The parts a resuming client may skip: those of the upload's full part size.
-
-    Uppy trusts every part listed and never sends it again. Some stores keep the bytes of a
-    part whose PUT was cut off (LocalStack does; S3 refuses such a body), and a shorter part in
-    the middle makes the upload impossible to complete. Every Uppy part but the last is one size
-    of at least 5 MiB, so a part shorter than that is either cut off or the file's last part:
-    it is left out and sent again (at most one part's worth of bytes).
-    """
-    stored = await multipart.stored_parts(record, storage)
-    full = max([MIN_PART_SIZE, *(p.size for p in stored)])
+    """Every part the store holds, as Companion lists them (number, size, ETag, and when it
+    was stored if the store says). Uppy skips each part listed and completes from the list, so
+    it is exactly the store's: leaving a part out would make the completed object lack it."""
     return [
-        UppyPart(part_number=p.part_number, etag=p.etag, size=p.size)
-        for p in stored
-        if p.size >= full
+        UppyPart(
+            part_number=p.part_number,
+            etag=p.etag,
+            size=p.size,
+            last_modified=p.last_modified,
+        )
+        for p in await multipart.stored_parts(record, storage)
     ]
 
 
@@ -187,10 +185,10 @@ async def complete(
     parts: list[ClaimedPart],
     settings: Settings,
 ) -> Completed:
-    """Complete the upload as ``POST /api/v1/uploads/{id}/complete`` does (idempotent)."""
+    """Complete the upload as ``POST /api/v1/uploads/{id}/complete`` does (idempotent), and
+    answer the object's URL in the store, as S3's CompleteMultipartUpload (and Companion)
+    answers it: the same kind of URL a single upload's form POST answers as its Location."""
+    with store_errors("name the stored object"):  # signing only; before anything changes
+        location = object_url(storage, record.key)
     done = await service.complete_upload(session, record, storage, parts, settings=settings)
-    return Completed(location=file_location(done, settings), key=done.key, bucket=done.bucket)
-
-
-def file_location(record: FileRecord, settings: Settings) -> str:
-    return f"{settings.effective_public_url.rstrip('/')}/api/v1/files/{record.id}"
+    return Completed(location=location, key=done.key, bucket=done.bucket)
