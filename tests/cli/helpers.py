@@ -75,6 +75,23 @@ def bigupload(data_dir: Path, *args: str, **extra_env: str) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+def new_registry(data_dir: Path) -> Path:
+    """Make the registry in ``data_dir`` as an operator would (admin commands need one)."""
+    made = bigupload(data_dir, "db", "upgrade")
+    assert made.code == 0, made.stderr
+    return data_dir
+
+
+REGISTRY_LINE = "bigupload: registry "
+
+
+def without_registry_line(stderr: str) -> list[str]:
+    """Stderr's lines less the first, which names the registry an admin command used."""
+    lines = stderr.splitlines()
+    assert lines and lines[0].startswith(REGISTRY_LINE), stderr
+    return lines[1:]
+
+
 def run_many(commands: dict[str, tuple[Path, list[str], dict[str, str]]]) -> dict[str, Result]:
     """Run independent commands side by side; each is still one bounded process of its own."""
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:

@@ -19,7 +19,7 @@ from bigupload.dependencies import SessionDep, SettingsDep
 from bigupload.errors import Conflict, ErrorBody, InvalidRequest, NotFound
 from bigupload.jobs.models import Job, JobStatus
 from bigupload.notifications import webhooks
-from bigupload.notifications.webhooks import DeliveryStatus
+from bigupload.notifications.delivery_status import DeliveryStatus
 
 router = APIRouter(prefix="/webhooks/deliveries", tags=["webhooks"])
 
