@@ -27,6 +27,9 @@ INVALID_CONFIGURATIONS = [
     ("BIGUPLOAD_ALLOWED_CONTENT_TYPES", "notatype", "BIGUPLOAD_ALLOWED_CONTENT_TYPES"),
     ("BIGUPLOAD_DATABASE_URL", "mysql://u:hunter2@x/db", "BIGUPLOAD_DATABASE_URL"),
     ("BIGUPLOAD_PORT", "abc", "BIGUPLOAD_PORT"),
+    # A JSON setting that is not JSON: pydantic-settings fails before validation.
+    ("BIGUPLOAD_WEBHOOKS", "notjson", "BIGUPLOAD_WEBHOOKS: not valid JSON"),
+    ("BIGUPLOAD_WEBHOOKS", '[{"url": "ftp://x"}', "BIGUPLOAD_WEBHOOKS: not valid JSON"),
 ]
 
 
