@@ -12,7 +12,6 @@ import typer
 from bigupload.cli.common import fail
 from bigupload.cli.remote import (
     EXIT_AUTH,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     ApiKey,
     Bars,
@@ -22,6 +21,7 @@ from bigupload.cli.remote import (
     connect,
     describe,
     exit_code,
+    interrupted,
     reported,
 )
 
@@ -96,7 +96,7 @@ def upload(
                     )
             except KeyboardInterrupt:
                 hint = "run the same command again to resume" if resume else "upload aborted"
-                fail(f"{path}: interrupted; {hint}", code=EXIT_INTERRUPTED)
+                interrupted(f"{path}: interrupted; {hint}")
             except (BigUploadError, OSError) as exc:
                 if len(files) == 1 or exit_code(exc) == EXIT_AUTH:
                     fail(f"{path}: {describe(exc)}", code=exit_code(exc))

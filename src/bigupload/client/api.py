@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -80,6 +81,13 @@ class Api:
         self.policy = policy
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._where = urlsplit(base_url).netloc
+
+    def with_policy(self, policy: retry.RetryPolicy) -> Api:
+        """The same API under another retry policy (e.g. one whose waits end when a transfer
+        stops)."""
+        other = copy.copy(self)
+        other.policy = policy
+        return other
 
     def request(
         self,
