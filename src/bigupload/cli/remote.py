@@ -5,9 +5,10 @@ Exit codes of ``upload``, ``download``, ``ls``, ``info`` and ``rm``:
 ====  ====================================================================================
 0     done
 1     a transfer or server failure (network, store, 5xx, a refused or conflicting request)
-2     usage or configuration (no URL or key, a missing local file, a destination that exists)
+2     usage or configuration (no URL or key, a missing local file, a destination that exists,
+      a short id that begins several ids)
 3     authentication (no valid API key, or a request it does not allow)
-4     not found (no such file, or not one of yours)
+4     not found (no such file, or not one of yours; no id begins with the short id given)
 130   interrupted (Ctrl-C); an interrupted upload resumes when the same command is run again
 ====  ====================================================================================
 
@@ -113,8 +114,10 @@ def interrupted(message: str) -> NoReturn:
 
 
 def exit_code(exc: BaseException) -> int:
-    from bigupload.client.errors import AuthError, NotFoundError
+    from bigupload.client.errors import AmbiguousIdError, AuthError, NotFoundError
 
+    if isinstance(exc, AmbiguousIdError):
+        return EXIT_USAGE
     if isinstance(exc, AuthError):
         return EXIT_AUTH
     if isinstance(exc, NotFoundError):

@@ -113,7 +113,9 @@ def upload(
 
 
 def download(
-    file_id: Annotated[str, typer.Argument(help="The file's id.", show_default=False)],
+    file_id: Annotated[
+        str, typer.Argument(help="The file's id, or its first 4+ hex digits.", show_default=False)
+    ],
     output: Annotated[
         Path | None,
         typer.Option(
@@ -136,11 +138,11 @@ def download(
     client = connect(url, api_key, verbose=verbose, retries=RetryPolicy(retries=retries))
     dest = output if output is not None else Path.cwd()
     with client, reported():
-        record = client.info(file_id)
+        record = client.info(client.resolve(file_id))
         with Bars() as bars:
             try:
                 saved = client.download(
-                    file_id,
+                    record.id,
                     dest,
                     overwrite=force,
                     progress=bars.track(record.filename, record.stored_size or record.size),

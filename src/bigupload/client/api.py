@@ -159,10 +159,19 @@ class Api:
     def file(self, file_id: str) -> RemoteFile:
         return RemoteFile.from_json(self.request("GET", f"/files/{_id(file_id)}").json())
 
-    def files(self, *, limit: int, cursor: str | None, status: Sequence[str] | None) -> FilePage:
+    def files(
+        self,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: Sequence[str] | None,
+        id_prefix: str | None = None,
+    ) -> FilePage:
         params: list[tuple[str, str | int]] = [("limit", limit)]
         if cursor:
             params.append(("cursor", cursor))
+        if id_prefix:
+            params.append(("id_prefix", id_prefix))
         params.extend(("status", s) for s in status or ())
         return FilePage.from_json(self.request("GET", "/files", params=params).json())
 
