@@ -285,7 +285,21 @@ def start_baseline(workdir: Path, workers: int = 1) -> Server:
 
 
 def create_api_key(env: dict[str, str], cwd: Path, name: str, timeout: float = 60.0) -> str:
-    """``bigupload keys create NAME`` (it prints the key alone on stdout); bounded."""
+    """``bigupload db upgrade`` (admin commands refuse to make a registry), then ``bigupload
+    keys create NAME`` (it prints the key alone on stdout); bounded."""
+    made = subprocess.run(
+        [bigupload_command(), "db", "upgrade"],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    if made.returncode != 0:
+        raise RuntimeError(
+            "`bigupload db upgrade` failed: " + made.stderr.decode(errors="replace")[-2000:]
+        )
     done = subprocess.run(
         [bigupload_command(), "keys", "create", name],
         env=env,

@@ -4,6 +4,9 @@
 // the sources it was built from. tests/web/test_build.py computes the same digest of web/ and
 // fails when the committed build is older than the sources ("run make web").
 //
+// It also copies Swagger UI (npm swagger-ui-dist) into assets/, so that /docs works offline; their
+// hashed names are in build-info.json under "swagger_ui" ({"js": ..., "css": ...}).
+//
 // The digest (same algorithm in both places): take every file under web/ except node_modules/,
 // by its POSIX path relative to web/, sorted; for each, the line
 //     path + "\0" + hex(sha256(file bytes)) + "\n"
@@ -12,6 +15,7 @@
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative, sep } from 'node:path'
+import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vite'
 
@@ -41,15 +45,27 @@ export function sourcesDigest(root = here) {
   return all.digest('hex')
 }
 
+const swaggerDir = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'))
+
 function buildInfo() {
   return {
     name: 'bigupload-build-info',
     apply: 'build',
     generateBundle() {
+      const swagger = {}
+      for (const [kind, file] of [['js', 'swagger-ui-bundle.js'], ['css', 'swagger-ui.css']]) {
+        const ref = this.emitFile({
+          type: 'asset',
+          name: file,
+          source: readFileSync(join(swaggerDir, file)),
+        })
+        swagger[kind] = this.getFileName(ref)
+      }
+      const info = { sources_sha256: sourcesDigest(), swagger_ui: swagger }
       this.emitFile({
         type: 'asset',
         fileName: 'build-info.json',
-        source: `${JSON.stringify({ sources_sha256: sourcesDigest() }, null, 2)}\n`,
+        source: `${JSON.stringify(info, null, 2)}\n`,
       })
     },
   }

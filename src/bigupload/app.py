@@ -36,6 +36,7 @@ from bigupload.storage_events.endpoints import router as storage_events_router
 from bigupload.storage_events.handler import local_event_sink
 from bigupload.uploads.endpoints import router as uploads_router
 from bigupload.uppy.endpoints import router as uppy_router
+from bigupload.web.docs import router as docs_router
 from bigupload.web.endpoints import router as web_router
 
 log = logging.getLogger("bigupload")
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from the package by bigupload.web.docs
         redoc_url=None,
     )
     app.state.settings = settings
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     app.include_router(health_router)
     app.include_router(local_store_router)
     app.include_router(web_router)
+    app.include_router(docs_router)
     return app
 
 

@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -494,10 +494,27 @@ def _read_secret(path: Path) -> str:
     return secret
 
 
+_SOURCE_ERROR_RE = re.compile(r'field "(?P<field>[^"]+)"')
+
+
+def _undecodable(exc: SettingsError) -> str:
+    """``BIGUPLOAD_WEBHOOKS: not valid JSON (...)`` from pydantic-settings' error."""
+    match = _SOURCE_ERROR_RE.search(str(exc))
+    name = f"BIGUPLOAD_{match.group('field').upper()}" if match else "a BIGUPLOAD_* variable"
+    cause = exc.__cause__
+    if isinstance(cause, ValueError):  # json.JSONDecodeError among them
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        return f"{name}: not valid JSON ({reason})"
+    return f"{name}: cannot be read"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build the settings, turning any validation problem into one readable :class:`ConfigError`."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as exc:
+        # A complex (JSON) field whose variable pydantic-settings could not decode.
+        raise ConfigError("invalid configuration: " + _undecodable(exc)) from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -271,3 +271,44 @@ async def test_delete_of_a_pending_file_needs_no_object(alice: Caller) -> None:
     response = await alice.delete(f"/api/v1/files/{ticket['id']}")
     assert response.status_code == 204
     assert (await alice.get(f"/api/v1/files/{ticket['id']}")).status_code == 404
+
+
+async def test_filter_by_id_prefix(alice: Caller, bob: Caller) -> None:
+    ids = [(await start(alice, b"x", filename=f"f{i}.bin"))["id"] for i in range(6)]
+    bobs = (await start(bob, b"b"))["id"]
+    for file_id in ids:
+        for prefix in (file_id[:4], file_id[:9].upper(), file_id[:13].replace("-", "")):
+            answer = await alice.get("/api/v1/files", params={"id_prefix": prefix})
+            assert answer.status_code == 200, answer.text
+            found = [item["id"] for item in answer.json()["items"]]
+            expected = [
+                i
+                for i in reversed(ids)
+                if i.replace("-", "").startswith(prefix.replace("-", "").lower())
+            ]
+            assert found == expected and file_id in found
+        whole = await alice.get("/api/v1/files", params={"id_prefix": file_id})
+        assert [item["id"] for item in whole.json()["items"]] == [file_id]
+    # Owner-scoped: another owner's id is not found by its prefix.
+    other = await alice.get("/api/v1/files", params={"id_prefix": bobs[:8]})
+    assert bobs not in [item["id"] for item in other.json()["items"]]
+    assert [
+        i["id"]
+        for i in (await bob.get("/api/v1/files", params={"id_prefix": bobs})).json()["items"]
+    ] == [bobs]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "code"),
+    [
+        ("xyz", "validation_error"),
+        ("abcd'--", "validation_error"),
+        ("a" * 37, "validation_error"),
+        ("---", "invalid_id_prefix"),
+        ("0" * 33, "invalid_id_prefix"),
+    ],
+)
+async def test_a_bad_id_prefix_is_refused(alice: Caller, prefix: str, code: str) -> None:
+    answer = await alice.get("/api/v1/files", params={"id_prefix": prefix})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == code

@@ -27,6 +27,9 @@ INVALID_CONFIGURATIONS = [
     ("BIGUPLOAD_ALLOWED_CONTENT_TYPES", "notatype", "BIGUPLOAD_ALLOWED_CONTENT_TYPES"),
     ("BIGUPLOAD_DATABASE_URL", "mysql://u:hunter2@x/db", "BIGUPLOAD_DATABASE_URL"),
     ("BIGUPLOAD_PORT", "abc", "BIGUPLOAD_PORT"),
+    # A JSON setting that is not JSON: pydantic-settings fails before validation.
+    ("BIGUPLOAD_WEBHOOKS", "notjson", "BIGUPLOAD_WEBHOOKS: not valid JSON"),
+    ("BIGUPLOAD_WEBHOOKS", '[{"url": "ftp://x"}', "BIGUPLOAD_WEBHOOKS: not valid JSON"),
 ]
 
 
@@ -73,6 +76,23 @@ def bigupload(data_dir: Path, *args: str, **extra_env: str) -> Result:
         check=False,
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def new_registry(data_dir: Path) -> Path:
+    """Make the registry in ``data_dir`` as an operator would (admin commands need one)."""
+    made = bigupload(data_dir, "db", "upgrade")
+    assert made.code == 0, made.stderr
+    return data_dir
+
+
+REGISTRY_LINE = "bigupload: registry "
+
+
+def without_registry_line(stderr: str) -> list[str]:
+    """Stderr's lines less the first, which names the registry an admin command used."""
+    lines = stderr.splitlines()
+    assert lines and lines[0].startswith(REGISTRY_LINE), stderr
+    return lines[1:]
 
 
 def run_many(commands: dict[str, tuple[Path, list[str], dict[str, str]]]) -> dict[str, Result]:

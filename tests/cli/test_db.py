@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bigupload import migrate
-from tests.cli.helpers import bigupload
+from tests.cli.helpers import bigupload, without_registry_line
 
 
 def tables(db: Path) -> set[str]:
@@ -65,13 +65,12 @@ def test_upgrade_prints_the_revision_and_is_idempotent(tmp_path: Path, head: str
     assert current.stdout.splitlines() == [f"current: {head}; newest: {head}"]
 
 
-def test_current_on_a_fresh_data_dir_says_none_and_creates_nothing(
-    tmp_path: Path, head: str
-) -> None:
+def test_current_on_a_fresh_data_dir_refuses_and_creates_nothing(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     result = bigupload(data_dir, "db", "current")
-    assert result.code == 0, result.stderr
-    assert result.stdout.splitlines() == [f"current: none; newest: {head}"]
+    assert result.code == 2, result.stderr
+    assert result.err_lines[0].startswith(f"bigupload: no registry at {data_dir.resolve()}")
+    assert result.stdout == ""
     assert not data_dir.exists()
 
 
@@ -87,7 +86,7 @@ def test_unreachable_database_fails_in_one_line(tmp_path: Path, command: str, me
         BIGUPLOAD_DATABASE_URL="postgresql+asyncpg://u:hunter2@127.0.0.1:1/x",
     )
     assert result.code == 1, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
+    lines = without_registry_line(result.stderr)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"bigupload: {message}")
     assert "Traceback" not in result.stderr

@@ -14,7 +14,14 @@ from bigupload.app import create_app
 from bigupload.auth import repository
 from bigupload.config import load_settings
 from bigupload.db import create_engine, create_sessionmaker
-from tests.cli.helpers import INVALID_CONFIGURATIONS, Result, bigupload, run_many
+from tests.cli.helpers import (
+    INVALID_CONFIGURATIONS,
+    Result,
+    bigupload,
+    new_registry,
+    run_many,
+    without_registry_line,
+)
 
 KEY_RE = re.compile(r"^bu_[A-Za-z0-9_-]{43}$")
 ANY_KEY_RE = re.compile(r"bu_[A-Za-z0-9_-]{43}")
@@ -29,13 +36,18 @@ def created_key(data_dir: Path, name: str, *args: str) -> str:
     return key
 
 
-def assert_one_line_error(result: Result, code: int, starts: str = "bigupload: ") -> str:
+def assert_one_line_error(
+    result: Result, code: int, starts: str = "bigupload: ", *, registry_named: bool = False
+) -> str:
+    """The one error line; ``registry_named`` when it comes after the line naming the registry
+    (the command got as far as opening it)."""
     assert result.code == code, (result.code, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
-    assert len(result.err_lines) == 1, result.stderr
-    assert result.err_lines[0].startswith(starts), result.stderr
+    lines = without_registry_line(result.stderr) if registry_named else result.err_lines
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(starts), result.stderr
     assert not ANY_KEY_RE.search(result.stdout + result.stderr)
-    return result.err_lines[0]
+    return lines[0]
 
 
 async def call_api(data_dir: Path, key: str) -> httpx.Response:
@@ -77,7 +89,7 @@ class Registry:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     """One data directory with ``alice`` (owner alice) and ``bob`` (owner team), made by the CLI."""
-    data_dir = tmp_path_factory.mktemp("keys") / "data"
+    data_dir = new_registry(tmp_path_factory.mktemp("keys") / "data")
     alice = bigupload(data_dir, "keys", "create", "alice")
     return Registry(data_dir, alice, created_key(data_dir, "bob", "--owner", "team"))
 
@@ -122,7 +134,7 @@ def test_the_key_is_not_stored_in_clear(registry: Registry) -> None:
 
 def test_creating_the_same_name_twice_fails(registry: Registry) -> None:
     again = bigupload(registry.data_dir, "keys", "create", "alice")
-    line = assert_one_line_error(again, 1)
+    line = assert_one_line_error(again, 1, registry_named=True)
     assert "alice" in line
     assert again.stdout == ""
 
@@ -185,7 +197,7 @@ def test_list_shows_names_owners_and_prefixes_never_keys(registry: Registry) -> 
 
 
 async def test_revoke_stops_the_key_at_once(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+    data_dir = new_registry(tmp_path / "data")
     alice = created_key(data_dir, "alice")
     bob = await bystander_key(data_dir, "bob")
     assert (await call_api(data_dir, alice)).status_code == 200
@@ -208,12 +220,12 @@ async def test_revoke_stops_the_key_at_once(tmp_path: Path) -> None:
     assert len(re.findall(date, bob_row)) == 1
 
     again = bigupload(data_dir, "keys", "revoke", "alice")
-    assert "alice" in assert_one_line_error(again, 1)
+    assert "alice" in assert_one_line_error(again, 1, registry_named=True)
 
 
 def test_revoking_an_unknown_name_fails(registry: Registry) -> None:
     result = bigupload(registry.data_dir, "keys", "revoke", "nobody")
-    assert "nobody" in assert_one_line_error(result, 1)
+    assert "nobody" in assert_one_line_error(result, 1, registry_named=True)
 
 
 # -- configuration ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from bigupload.jobs.runner import JobRunner
 from bigupload.notifications.dispatch import DISPATCH
 from bigupload.notifications.email import EMAIL, compose, parse_smtp_url
 from tests.api.helpers import uploaded
-from tests.cli.helpers import Result, bigupload, run_many
+from tests.cli.helpers import Result, bigupload, new_registry, run_many
 from tests.conftest import Caller
 from tests.support.net import free_port
 
@@ -456,7 +456,7 @@ def cli_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
         for i, address in enumerate(BAD_ADDRESSES)
     }
     commands["made"] = (
-        root / "ok" / "data",
+        new_registry(root / "ok" / "data"),
         ["keys", "create", "alice", "--email", "alice@example.com"],
         {},
     )

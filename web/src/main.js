@@ -98,10 +98,48 @@ const files = new FilesTable(
   { notify, confirm: (text) => window.confirm(text) },
 )
 
+// -- what became of the files Uppy sent ---------------------------------------------------
+//
+// Uppy says "Complete" once the bytes are stored; the server may still fail the file (its
+// processing found, say, bytes that are not of the declared type). When the live feed says a
+// file this page sent has failed, its Uppy entry turns to an error naming the reason.
+
+const UUID_RE = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
+/** Server file id -> the Uppy file id that sent it. */
+const sentFiles = new Map()
+/** Server file id -> why it failed, for failures heard of before Uppy said it was sent. */
+const failures = new Map()
+
+/** The server's file id of an Uppy upload: the last UUID of its object key or location. */
+function serverFileId(file, response) {
+  const where = [file?.s3Multipart?.key, response?.body?.key, response?.body?.location, response?.uploadURL]
+  for (const text of where) {
+    const ids = String(text ?? '').match(UUID_RE)
+    if (ids) return ids[ids.length - 1].toLowerCase()
+  }
+  return null
+}
+
+function markFailed(fileId, reason) {
+  const uppyFileId = sentFiles.get(fileId)
+  const file = uppyFileId && uppy?.getFile(uppyFileId)
+  if (!file) {
+    failures.set(fileId, reason)
+    return
+  }
+  if (file.error) return
+  const why = reason || 'the server could not accept it'
+  const message = `Failed on the server: ${why}`
+  uppy.setFileState(uppyFileId, { error: message })
+  uppy.setState({ error: message })
+  notify('error', `“${file.name}” failed: ${why}`)
+}
+
 const feed = new LiveFeed({
   onChange: (data) => {
     if (data.file) files.upsert(data.file)
     else if (data.to_status === 'deleted' || data.file === null) files.remove(data.file_id)
+    if (data.to_status === 'failed') markFailed(data.file_id, data.reason || data.file?.error)
   },
   // A (re)connected stream may have missed changes while it was down: read the list again.
   onOpen: () => files.reload(),
@@ -171,7 +209,12 @@ function createUppy(info) {
     .use(GoldenRetriever)
 
   let reloadTimer = null
-  instance.on('upload-success', () => {
+  instance.on('upload-success', (file, response) => {
+    const fileId = serverFileId(file, response)
+    if (fileId && file) {
+      sentFiles.set(fileId, file.id)
+      if (failures.has(fileId)) markFailed(fileId, failures.get(fileId))
+    }
     clearTimeout(reloadTimer)
     reloadTimer = setTimeout(() => files.reload(), 300)
   })

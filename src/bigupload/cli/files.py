@@ -44,12 +44,25 @@ def ls(
         typer.echo(json.dumps([f.to_json() for f in files], indent=2))
         return
     if sys.stdout.isatty():
+        from rich import box
         from rich.console import Console
-        from rich.table import Table
+        from rich.table import Column, Table
 
         from bigupload.client.units import format_size
 
-        table = Table("id", "status", "size", "created", "filename")
+        # An id is never cut (it is what the other commands take): on a narrow terminal the
+        # date wraps and the name folds instead.
+        table = Table(
+            Column("id", no_wrap=True, min_width=36),
+            Column("status", no_wrap=True),
+            Column("size", no_wrap=True, justify="right"),
+            Column("created", min_width=10),
+            Column("filename", overflow="fold", min_width=8),
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
+        )
         for f in files:
             created = f.created_at.strftime("%Y-%m-%d %H:%M") if f.created_at else ""
             table.add_row(f.id, f.status, format_size(f.size), created, f.filename)
@@ -62,7 +75,9 @@ def ls(
 
 
 def info(
-    file_id: Annotated[str, typer.Argument(help="The file's id.", show_default=False)],
+    file_id: Annotated[
+        str, typer.Argument(help="The file's id, or its first 4+ hex digits.", show_default=False)
+    ],
     as_json: Json = False,
     url: Url = None,
     api_key: ApiKey = None,
@@ -74,7 +89,7 @@ def info(
 
     client = connect(url, api_key, verbose=verbose, retries=RetryPolicy(retries=retries))
     with client, reported():
-        record = client.info(file_id)
+        record = client.info(client.resolve(file_id))
     data = record.to_json()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -89,7 +104,11 @@ def info(
 
 def rm(
     file_ids: Annotated[
-        list[str], typer.Argument(help="The ids of the files to delete.", show_default=False)
+        list[str],
+        typer.Argument(
+            help="The ids of the files to delete (or their first 4+ hex digits).",
+            show_default=False,
+        ),
     ],
     url: Url = None,
     api_key: ApiKey = None,
@@ -103,5 +122,6 @@ def rm(
     with client:
         for file_id in file_ids:
             with reported(file_id):
-                client.delete(file_id)
-            typer.echo(f"deleted {file_id}", err=True)
+                whole = client.resolve(file_id)
+                client.delete(whole)
+            typer.echo(f"deleted {whole}", err=True)

@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from bigupload.auth import repository
 from bigupload.auth.keys import reserved_owner, valid_email, valid_name
-from bigupload.cli.common import fail, run_with_session, settings_or_exit
+from bigupload.cli.common import fail, settings_or_exit
 
 app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 
@@ -33,6 +30,9 @@ def create(
             fail(f"the {label} must be 1-64 letters, digits, '.', '_' or '-'", code=2)
     if email is not None and not valid_email(email):
         fail(f"{email!r} is not an e-mail address such as alice@example.com", code=2)
+    from bigupload.auth import repository
+    from bigupload.cli.registry import run_with_session
+
     settings = settings_or_exit()
     if reserved_owner(owner, settings.jwt_owner_prefix):
         fail(
@@ -54,6 +54,12 @@ def create(
 @app.command("list")
 def list_keys() -> None:
     """List keys (never their secret part)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bigupload.auth import repository
+    from bigupload.cli.registry import run_with_session
+
     settings = settings_or_exit()
     keys = run_with_session(settings, repository.list_all)
     table = Table("name", "owner", "prefix", "created", "revoked", "email")
@@ -77,6 +83,9 @@ def list_keys() -> None:
 @app.command("revoke")
 def revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key: it stops working at once."""
+    from bigupload.auth import repository
+    from bigupload.cli.registry import run_with_session
+
     settings = settings_or_exit()
 
     async def work(session: object) -> bool:

@@ -5,9 +5,10 @@ Exit codes of ``upload``, ``download``, ``ls``, ``info`` and ``rm``:
 ====  ====================================================================================
 0     done
 1     a transfer or server failure (network, store, 5xx, a refused or conflicting request)
-2     usage or configuration (no URL or key, a missing local file, a destination that exists)
+2     usage or configuration (no URL or key, a missing local file, a destination that exists,
+      a short id that begins several ids)
 3     authentication (no valid API key, or a request it does not allow)
-4     not found (no such file, or not one of yours)
+4     not found (no such file, or not one of yours; no id begins with the short id given)
 130   interrupted (Ctrl-C); an interrupted upload resumes when the same command is run again
 ====  ====================================================================================
 
@@ -17,11 +18,13 @@ errors go to standard error, so the output can be piped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -95,9 +98,26 @@ def connect(url: str | None, api_key: str | None, *, verbose: bool = False, **kw
         fail(str(exc), code=EXIT_USAGE)
 
 
-def exit_code(exc: BaseException) -> int:
-    from bigupload.client.errors import AuthError, NotFoundError
+def interrupted(message: str) -> NoReturn:
+    """Ctrl-C: say so and end the process now, with 130.
 
+    What is worth keeping (an upload's resume state) was saved before the interrupt reached
+    here. Worker threads may still sit in a network call (up to the client's timeout) or in a
+    wait between attempts; a normal exit would join the thread pools first and close the
+    connections they hold, so the process ends without waiting for any of them.
+    """
+    typer.secho(f"bigupload: {message}", fg=typer.colors.RED, err=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def exit_code(exc: BaseException) -> int:
+    from bigupload.client.errors import AmbiguousIdError, AuthError, NotFoundError
+
+    if isinstance(exc, AmbiguousIdError):
+        return EXIT_USAGE
     if isinstance(exc, AuthError):
         return EXIT_AUTH
     if isinstance(exc, NotFoundError):
@@ -130,7 +150,7 @@ def reported(what: str = "") -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        fail(f"{prefix}interrupted", code=EXIT_INTERRUPTED)
+        interrupted(f"{prefix}interrupted")
     except (BigUploadError, OSError) as exc:
         fail(prefix + describe(exc), code=exit_code(exc))
 

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from bigupload.auth import repository
-from bigupload.cli.common import fail, first_line, prepared_engine, settings_or_exit
-from bigupload.config import ConfigError, Settings
-from bigupload.db import create_sessionmaker
-from bigupload.logs import configure_logging
+from bigupload.cli.common import fail, first_line, settings_or_exit
+
+if TYPE_CHECKING:
+    from bigupload.config import Settings
 
 
 async def _prepare(settings: Settings) -> str | None:
     """Migrate the registry; on the very first start, make the admin key and answer it."""
+    from bigupload.auth import repository
+    from bigupload.cli.registry import prepared_engine
+    from bigupload.db import create_sessionmaker
+
     engine = await prepared_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
@@ -39,10 +40,16 @@ def serve(
     ] = 1,
 ) -> None:
     """Start the service (migrating the registry first)."""
+    import asyncio
+
     import uvicorn  # the web stack loads only for the command that serves
+    from sqlalchemy.exc import DBAPIError, OperationalError
 
     from bigupload.app import create_app, settle_garbage_collector
     from bigupload.cli.http_protocol import BoundedHttpToolsProtocol
+    from bigupload.cli.registry import describe
+    from bigupload.config import ConfigError
+    from bigupload.logs import configure_logging
 
     settings = settings_or_exit(host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
@@ -57,7 +64,7 @@ def serve(
     except OSError as exc:
         fail(f"cannot use the data directory {settings.data_dir}: {first_line(exc)}")
     url = settings.effective_public_url
-    typer.echo(f"bigupload {settings.storage} store, registry {_safe_db(settings)}", err=True)
+    typer.echo(f"bigupload {settings.storage} store, registry {describe(settings)}", err=True)
     if admin_key:
         typer.echo("", err=True)
         typer.echo("First start: an admin API key was created. It is shown only once:", err=True)
@@ -82,12 +89,3 @@ def serve(
     os.environ["BIGUPLOAD_HOST"] = settings.host
     os.environ["BIGUPLOAD_PORT"] = str(settings.port)
     uvicorn.run("bigupload.app:worker_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
-
-
-def _safe_db(settings: Settings) -> str:
-    """The database URL without its password."""
-    url = settings.effective_database_url
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

@@ -12,7 +12,6 @@ import typer
 from bigupload.cli.common import fail
 from bigupload.cli.remote import (
     EXIT_AUTH,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     ApiKey,
     Bars,
@@ -22,6 +21,7 @@ from bigupload.cli.remote import (
     connect,
     describe,
     exit_code,
+    interrupted,
     reported,
 )
 
@@ -96,7 +96,7 @@ def upload(
                     )
             except KeyboardInterrupt:
                 hint = "run the same command again to resume" if resume else "upload aborted"
-                fail(f"{path}: interrupted; {hint}", code=EXIT_INTERRUPTED)
+                interrupted(f"{path}: interrupted; {hint}")
             except (BigUploadError, OSError) as exc:
                 if len(files) == 1 or exit_code(exc) == EXIT_AUTH:
                     fail(f"{path}: {describe(exc)}", code=exit_code(exc))
@@ -113,7 +113,9 @@ def upload(
 
 
 def download(
-    file_id: Annotated[str, typer.Argument(help="The file's id.", show_default=False)],
+    file_id: Annotated[
+        str, typer.Argument(help="The file's id, or its first 4+ hex digits.", show_default=False)
+    ],
     output: Annotated[
         Path | None,
         typer.Option(
@@ -136,11 +138,11 @@ def download(
     client = connect(url, api_key, verbose=verbose, retries=RetryPolicy(retries=retries))
     dest = output if output is not None else Path.cwd()
     with client, reported():
-        record = client.info(file_id)
+        record = client.info(client.resolve(file_id))
         with Bars() as bars:
             try:
                 saved = client.download(
-                    file_id,
+                    record.id,
                     dest,
                     overwrite=force,
                     progress=bars.track(record.filename, record.stored_size or record.size),

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from bigupload.cli.common import fail, run_with_session, settings_or_exit
-from bigupload.jobs.models import Job
-from bigupload.notifications import webhooks
-from bigupload.notifications.webhooks import DeliveryStatus
+from bigupload.cli.common import fail, settings_or_exit
+from bigupload.notifications.delivery_status import DeliveryStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from bigupload.jobs.models import Job
 
 app = typer.Typer(help="Webhook deliveries: list them, replay one.", no_args_is_help=True)
 
@@ -24,6 +26,8 @@ _COLUMNS = ("id", "status", "event", "owner", "attempts", "code", "endpoint", "c
 
 
 def _row(job: Job) -> dict[str, Any]:
+    from bigupload.notifications import webhooks
+
     document = job.payload.get("document")
     status_code = (job.result or {}).get("status_code")
     return {
@@ -72,6 +76,9 @@ def deliveries(
 ) -> None:
     """List webhook deliveries of every owner, newest first: a table on a terminal, else one
     tab-separated line each (id, status, event, owner, attempts, code, endpoint, created, error)."""
+    from bigupload.cli.registry import run_with_session
+    from bigupload.notifications import webhooks
+
     settings = settings_or_exit()
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
@@ -100,6 +107,9 @@ def replay(
     delivery_id: Annotated[int, typer.Argument(min=1, help="The delivery's id.")],
 ) -> None:
     """Queue a delivery again (same document, same webhook-id); print the new delivery's id."""
+    from bigupload.cli.registry import run_with_session
+    from bigupload.notifications import webhooks
+
     settings = settings_or_exit()
 
     async def work(session: AsyncSession) -> int:

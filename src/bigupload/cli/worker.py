@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from bigupload.cli.common import fail, first_line, prepared_engine, settings_or_exit
-from bigupload.config import ConfigError, Settings
-from bigupload.db import create_sessionmaker
-from bigupload.logs import configure_logging
+from bigupload.cli.common import fail, first_line, settings_or_exit
+
+if TYPE_CHECKING:
+    from bigupload.config import Settings
 
 
 async def _work(settings: Settings, queue_url: str | None, wait_seconds: int) -> None:
+    import asyncio
+
+    from bigupload.cli.registry import prepared_engine
+    from bigupload.db import create_sessionmaker
     from bigupload.jobs.registry import build_runner, close_clients
     from bigupload.storage.factory import build_storage
     from bigupload.storage_events.handler import event_handler
@@ -68,6 +70,13 @@ def worker(
     by one of them at a time. `bigupload serve` runs the same jobs itself unless
     BIGUPLOAD_RUN_JOBS=false.
     """
+    import asyncio
+
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from bigupload.config import ConfigError
+    from bigupload.logs import configure_logging
+
     settings = settings_or_exit(job_concurrency=concurrency, sqs_queue_url=sqs_queue_url)
     configure_logging(settings.log_level, settings.log_format)
     typer.echo(

@@ -5,6 +5,7 @@ It speaks only the REST API (over httpx) and imports nothing of the server.
 
 from bigupload.client.client import Client
 from bigupload.client.errors import (
+    AmbiguousIdError,
     AuthError,
     BigUploadError,
     ConflictError,
@@ -22,6 +23,7 @@ from bigupload.client.progress import Progress, ProgressCallback
 from bigupload.client.retry import RetryPolicy
 
 __all__ = [
+    "AmbiguousIdError",
     "AuthError",
     "BigUploadError",
     "Client",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -81,6 +82,13 @@ class Api:
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._where = urlsplit(base_url).netloc
 
+    def with_policy(self, policy: retry.RetryPolicy) -> Api:
+        """The same API under another retry policy (e.g. one whose waits end when a transfer
+        stops)."""
+        other = copy.copy(self)
+        other.policy = policy
+        return other
+
     def request(
         self,
         method: str,
@@ -151,10 +159,19 @@ class Api:
     def file(self, file_id: str) -> RemoteFile:
         return RemoteFile.from_json(self.request("GET", f"/files/{_id(file_id)}").json())
 
-    def files(self, *, limit: int, cursor: str | None, status: Sequence[str] | None) -> FilePage:
+    def files(
+        self,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: Sequence[str] | None,
+        id_prefix: str | None = None,
+    ) -> FilePage:
         params: list[tuple[str, str | int]] = [("limit", limit)]
         if cursor:
             params.append(("cursor", cursor))
+        if id_prefix:
+            params.append(("id_prefix", id_prefix))
         params.extend(("status", s) for s in status or ())
         return FilePage.from_json(self.request("GET", "/files", params=params).json())
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +23,7 @@ from bigupload import __version__
 from bigupload.client import retry
 from bigupload.client.api import Api, normalize_base_url
 from bigupload.client.download import download
-from bigupload.client.errors import InvalidRequestError
+from bigupload.client.errors import AmbiguousIdError, InvalidRequestError, NotFoundError
 from bigupload.client.models import FilePage, RemoteFile
 from bigupload.client.progress import ProgressCallback
 from bigupload.client.resume import FileIdentity, StateStore
@@ -156,6 +157,27 @@ class Client:
     def info(self, file_id: str) -> RemoteFile:
         return self.api.file(file_id)
 
+    def resolve(self, id_or_prefix: str) -> str:
+        """The id of your one file whose id begins with ``id_or_prefix`` (at least
+        :data:`MIN_ID_PREFIX` hex digits, dashes ignored), as git takes a short commit id;
+        anything else (a whole id, a typo) is answered as it is, for the server to judge.
+        :class:`NotFoundError` if no id begins so, :class:`AmbiguousIdError` (its
+        ``candidates``) if several do."""
+        text = id_or_prefix.strip().lower()
+        digits = text.replace("-", "")
+        if not (MIN_ID_PREFIX <= len(digits) < 32 and _HEX.fullmatch(digits)):
+            return id_or_prefix  # a whole id, or not an id at all: the server judges it
+        page = self.api.files(limit=_CANDIDATES, cursor=None, status=None, id_prefix=digits)
+        ids = [item.id for item in page.items]
+        if not ids:
+            raise NotFoundError(f"no file of yours has an id beginning {id_or_prefix}")
+        if len(ids) > 1:
+            more = ", ..." if page.next_cursor else ""
+            raise AmbiguousIdError(
+                f"{id_or_prefix} begins several ids: {', '.join(ids)}{more}", candidates=ids
+            )
+        return ids[0]
+
     def download(
         self,
         file_id: str,
@@ -214,6 +236,13 @@ class Client:
             if page.next_cursor is None or not page.items:
                 return
             cursor = page.next_cursor
+
+
+#: The fewest hex digits a short id may have.
+MIN_ID_PREFIX = 4
+#: Candidates listed for an ambiguous short id, at most.
+_CANDIDATES = 10
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 def _statuses(status: str | Iterable[str] | None) -> builtins.list[str] | None:

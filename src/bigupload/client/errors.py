@@ -79,6 +79,16 @@ class TransferError(BigUploadError):
     default_code = "connection_error"
 
 
+class AmbiguousIdError(InvalidRequestError):
+    """A short id that begins more than one of your files' ids; ``candidates`` holds them."""
+
+    default_code = "ambiguous_id"
+
+    def __init__(self, message: str, candidates: list[str]) -> None:
+        super().__init__(message, code=self.default_code, details={"candidates": candidates})
+        self.candidates = candidates
+
+
 class UploadInProgressError(BigUploadError):
     """Another process is uploading the same file to the same server right now."""
 

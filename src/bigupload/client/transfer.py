@@ -176,11 +176,11 @@ class PartsTransfer:
         meter: Meter | None = None,
         on_part: Callable[[int, str], None] | None = None,
     ) -> None:
-        self.api = api
         self.http = http
-        # Waits between attempts end early when the transfer stops.
+        # Waits between attempts end early when the transfer stops, the signing calls' too.
         self.policy = dataclasses.replace(policy, sleep=self._sleep)
         self._policy_sleep = policy.sleep
+        self.api = api.with_policy(self.policy)
         self.source = source
         self.file_id = file_id
         self.checksums = checksums

@@ -47,6 +47,9 @@ _SAVE_INTERVAL = 0.5
 #: Rounds of "complete, send what the server says is missing, complete again".
 _COMPLETE_ROUNDS = 3
 
+#: The server's answer when the store has no multipart upload of that id (any more).
+_NOT_IN_STORE = "upload_not_in_store"
+
 _COMPRESSED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
 
 
@@ -180,6 +183,12 @@ class Upload:
         try:
             answer, stored = self.api.stored_parts(state.file_id)
         except (NotFoundError, ConflictError) as exc:
+            if isinstance(exc, ConflictError) and exc.code == _NOT_IN_STORE:
+                # The store's upload may be gone because it was completed (an earlier run
+                # stopped during complete): the server judges the object it holds.
+                done = self._complete_what_is_stored(state)
+                if done is not None:
+                    return done
             # E.g. the store expired its parts: free the record too, then begin again.
             self._abort_quietly(state.file_id)
             self._start_over(state, str(exc))
@@ -198,6 +207,36 @@ class Upload:
         )
         state.parts = trusted
         return self._multipart(state, stored=trusted)
+
+    def _complete_what_is_stored(self, state: UploadState) -> RemoteFile | None:
+        """Ask the server to confirm what the store holds; the file if it is (or was already)
+        uploaded, ``None`` if it is still pending with nothing to confirm."""
+        try:
+            return self._finish(state, self.api.complete(state.file_id))
+        except (ConflictError, InvalidRequestError, NotFoundError):
+            pass
+        return self._settled(state)
+
+    def _settled(self, state: UploadState) -> RemoteFile | None:
+        """What became of the upload, from the server: the file when its bytes are whole,
+        ``None`` while it is pending; a :class:`BigUploadError` naming its state when it was
+        aborted, expired or failed (the resume state is dropped: nothing is left to resume)."""
+        try:
+            record = self.api.file(state.file_id)
+        except NotFoundError:
+            self.states.discard(self.identity)
+            raise
+        if record.readable:
+            log.info("upload %s had been completed already", state.file_id)
+            return self._finish(state, record)
+        if record.status == "pending":
+            return None
+        self.states.discard(self.identity)
+        reason = f": {record.error}" if record.error else ""
+        raise BigUploadError(
+            f"upload {state.file_id} of {state.path} is {record.status}{reason}",
+            code=f"upload_{record.status}",
+        )
 
     def _resume_single(self, state: UploadState) -> RemoteFile | None:
         # The PUT may have landed just before the process stopped: then complete confirms it.
@@ -313,6 +352,11 @@ class Upload:
                 try:
                     record = self.api.complete(state.file_id, etags.items())
                 except ConflictError as exc:
+                    if exc.code == _NOT_IN_STORE:
+                        # Completed meanwhile (a racing run), or truly lost: the server says.
+                        settled = self._settled(state)
+                        if settled is not None:
+                            return settled
                     if exc.code != "upload_incomplete":
                         raise
                     # The store lacks parts this client thought sent: ask which it holds.

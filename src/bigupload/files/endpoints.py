@@ -35,7 +35,20 @@ async def list_files(
     ] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=36,
+            pattern=r"^[0-9a-fA-F-]+$",
+            description="Only files whose id begins with these hex digits (dashes ignored), "
+            "e.g. `2e327b7c`: how a short id is found.",
+        ),
+    ] = None,
 ) -> FilePage:
+    prefix = id_prefix.replace("-", "").lower() if id_prefix is not None else None
+    if prefix is not None and not 1 <= len(prefix) <= 32:
+        raise InvalidRequest("id_prefix must hold 1 to 32 hex digits", code="invalid_id_prefix")
     for moment in (created_after, created_before):
         if moment is not None and moment.tzinfo is None:
             raise InvalidRequest("dates must carry a timezone, e.g. 2026-01-31T00:00:00Z")
@@ -49,6 +62,7 @@ async def list_files(
             content_type=content_type.lower() if content_type else None,
             created_after=created_after,
             created_before=created_before,
+            id_prefix=prefix,
         )
     except repository.InvalidCursor:
         raise InvalidRequest("the cursor is not one this API made", code="invalid_cursor") from None

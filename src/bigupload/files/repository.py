@@ -76,9 +76,18 @@ async def list_owned(
     content_type: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    id_prefix: str | None = None,
 ) -> tuple[list[FileRecord], str | None]:
-    """One page of the owner's files, newest first, and the cursor of the next page."""
+    """One page of the owner's files, newest first, and the cursor of the next page.
+
+    ``id_prefix`` (lower-case hex, no dashes) keeps the ids that begin with it: the range of
+    UUIDs from the prefix padded with ``0`` to it padded with ``f``, on any backend's UUID type.
+    """
     query = select(FileRecord).where(FileRecord.owner == owner)
+    if id_prefix:
+        low = uuid.UUID(id_prefix.ljust(32, "0"))
+        high = uuid.UUID(id_prefix.ljust(32, "f"))
+        query = query.where(FileRecord.id >= low, FileRecord.id <= high)
     if statuses:
         query = query.where(FileRecord.status.in_([s.value for s in statuses]))
     if content_type:

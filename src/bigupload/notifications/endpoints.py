@@ -20,7 +20,7 @@ from bigupload.errors import Conflict, ErrorBody, InvalidRequest, NotFound
 from bigupload.jobs.models import Job, JobStatus
 from bigupload.json_body import ApiRoute
 from bigupload.notifications import webhooks
-from bigupload.notifications.webhooks import DeliveryStatus
+from bigupload.notifications.delivery_status import DeliveryStatus
 
 router = APIRouter(prefix="/webhooks/deliveries", tags=["webhooks"], route_class=ApiRoute)
 

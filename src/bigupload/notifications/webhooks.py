@@ -21,7 +21,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -34,6 +33,7 @@ from bigupload.config import Settings, WebhookEndpoint
 from bigupload.jobs.kinds import GiveUp, JobContext, JobKind, Retry
 from bigupload.jobs.models import Job, JobStatus
 from bigupload.jobs.queue import enqueue
+from bigupload.notifications.delivery_status import DeliveryStatus
 from bigupload.notifications.dispatch import WEBHOOK_KIND
 
 #: Seconds to wait after failed attempt 1, 2, ...; the last step repeats (as Svix does).
@@ -177,12 +177,6 @@ WEBHOOK = JobKind(name=WEBHOOK_KIND, run=deliver, backoff=webhook_backoff)
 
 
 # -- the delivery log ---------------------------------------------------------------------------
-
-
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"  # queued, or being sent
-    DELIVERED = "delivered"
-    FAILED = "failed"  # gave up
 
 
 _JOB_STATUSES: dict[DeliveryStatus, tuple[JobStatus, ...]] = {
