@@ -15,9 +15,10 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
 from bigupload.errors import NotFound
+from bigupload.json_body import ApiRoute
 from bigupload.web.endpoints import IMMUTABLE, SECURITY_HEADERS, STATIC_DIR
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=ApiRoute)
 
 DOCS_ASSETS = "/docs/assets"
 _MEDIA_TYPES = {
