@@ -40,7 +40,17 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Invalid input; `details` lists the fields."},
     429: {"model": ErrorBody, "description": "Rate limited; see `Retry-After`."},
     500: {"model": ErrorBody, "description": "Unexpected; the message names the request id."},
-    503: {"model": ErrorBody, "description": "The store is unreachable; nothing changed."},
+    503: {
+        "model": ErrorBody,
+        "description": "The store (`storage_unavailable`) or the registry "
+        "(`database_unavailable`: locked, read-only or unreachable) is unavailable; nothing "
+        "changed; see `Retry-After`.",
+    },
+    507: {
+        "model": ErrorBody,
+        "description": "`insufficient_storage`: no room left on a disk; nothing changed; see "
+        "`Retry-After`.",
+    },
 }
 
 
@@ -230,7 +240,10 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from bigupload.db_errors import install_database_error_handlers
+
     app.add_exception_handler(AppError, _app_error)
+    install_database_error_handlers(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
