@@ -231,3 +231,27 @@ class TestPostgresStopped:
         await assert_ready(alice.http)
         assert (await alice.get(file_url)).json()["status"] == "pending"
         await start(alice, b"again")
+
+
+class TestPostgresReadOnly:
+    @pytest.fixture
+    def database_url(self, postgres_server: Any) -> str:
+        url: str = postgres_server.create_database("t_" + uuid.uuid4().hex[:16])
+        return url
+
+    @pytest.mark.postgres
+    async def test_writes_and_readiness_are_503_read_only(
+        self, app: FastAPI, alice: Caller, postgres_server: Any, database_url: str
+    ) -> None:
+        kept = await start(alice, b"abc")
+        name = database_url.rsplit("/", 1)[1]
+        postgres_server.psql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        await app.state.engine.dispose()  # new sessions take the database's new default
+        assert_unavailable(
+            await alice.post("/api/v1/uploads", json=upload_request(b"x")), "read_only"
+        )
+        await assert_not_ready(alice.http, "read_only")
+        postgres_server.psql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
+        await app.state.engine.dispose()
+        await assert_ready(alice.http)
+        assert (await alice.get(f"/api/v1/files/{kept['id']}")).json()["status"] == "pending"
