@@ -57,11 +57,12 @@ class Base(DeclarativeBase):
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
-class DatabaseUnreachable(Exception):
+class DatabaseUnreachable(ConnectionError):
     """The registry's server could not be reached, or did not answer in time.
 
     The driver raises these as plain ``OSError`` / ``TimeoutError``; the engine raises them as
-    this, so that they are told apart from the application's own ``OSError`` s.
+    this, so that they are told apart from the application's own ``OSError`` s (it is still an
+    ``OSError``, for callers that catch those).
     """
 
 
