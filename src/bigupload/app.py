@@ -93,7 +93,9 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.engine = create_engine(settings.effective_database_url)
+    app.state.engine = create_engine(
+        settings.effective_database_url, timeout=settings.database_timeout_seconds
+    )
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     app.state.file_inserter = FileInserter(app.state.sessionmaker)
     app.state.storage = storage if storage is not None else build_storage(settings)

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./bigupload-data")
     database_url: str | None = None
+    #: How long a request may wait on the registry (a lock, a connection) before it is 503.
+    database_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     storage: Literal["local", "s3"] = "local"
 
     s3_bucket: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,24 +55,60 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Autocommit at the driver level; transactions are begun explicitly below as IMMEDIATE,
-    # so two writers queue on the busy timeout instead of failing with SQLITE_BUSY_SNAPSHOT.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+#: How long the registry may keep a request waiting (a lock, a connection), unless configured.
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class DatabaseUnreachable(ConnectionError):
+    """The registry's server could not be reached, or did not answer in time.
+
+    The driver raises these as plain ``OSError`` / ``TimeoutError``; the engine raises them as
+    this, so that they are told apart from the application's own ``OSError`` s (it is still an
+    ``OSError``, for callers that catch those).
+    """
+
+
+def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level; transactions are begun explicitly below as
+        # IMMEDIATE, so two writers queue on the busy timeout instead of failing with
+        # SQLITE_BUSY_SNAPSHOT.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """The registry's engine; JSON columns read with any lone surrogate as U+FFFD."""
+def _connect_or_unreachable(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:  # refused, reset, no route, timed out (TimeoutError)
+        raise DatabaseUnreachable(f"cannot connect to the registry: {exc!r}") from exc
+
+
+def _unreachable_mid_statement(context: Any) -> BaseException | None:
+    # A statement cut off by the command timeout, or a connection reset under it, is raised
+    # by the driver as a bare OSError: the registry is unreachable, not the application wrong.
+    original = context.original_exception
+    if context.sqlalchemy_exception is None and isinstance(original, OSError):
+        return DatabaseUnreachable(f"the registry did not answer: {original!r}")
+    return None
+
+
+def create_engine(url: str, *, echo: bool = False, timeout: float | None = None) -> AsyncEngine:
+    """The registry's engine. ``timeout`` (seconds) bounds every wait on the registry: SQLite's
+    wait for another process's lock, PostgreSQL's connect (and six times it, a statement), and
+    the wait for a pooled connection (twice it)."""
+    wait = DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout
     if url.startswith("sqlite"):
         # SQLite has one writer: one connection, and requests queue for it in order, instead
         # of many connections sleeping in SQLite's busy handler. Sessions always end in a
@@ -84,18 +120,27 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             max_overflow=0,
             pool_reset_on_return=None,
             json_deserializer=loads_replacing_surrogates,
+            pool_timeout=2 * wait,
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(wait))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(
+    connect_args: dict[str, Any] = {"timeout": wait}
+    if timeout is not None:  # migrations and the CLI's own commands are not cut off
+        connect_args["command_timeout"] = 6 * timeout
+    engine = create_async_engine(
         url,
         echo=echo,
         pool_size=10,
         max_overflow=20,
         pool_pre_ping=True,
         json_deserializer=loads_replacing_surrogates,
+        pool_timeout=2 * wait,
+        connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unreachable)
+    event.listen(engine.sync_engine, "handle_error", _unreachable_mid_statement)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

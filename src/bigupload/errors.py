@@ -47,7 +47,17 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorBody, "description": "Rate limited; see `Retry-After`."},
     500: {"model": ErrorBody, "description": "Unexpected; the message names the request id."},
     502: {"model": ErrorBody, "description": "`storage_error`: the store answered an error."},
-    503: {"model": ErrorBody, "description": "The store is unreachable; nothing changed."},
+    503: {
+        "model": ErrorBody,
+        "description": "The store (`storage_unavailable`) or the registry "
+        "(`database_unavailable`: locked, read-only or unreachable) is unavailable; nothing "
+        "changed; see `Retry-After`.",
+    },
+    507: {
+        "model": ErrorBody,
+        "description": "`insufficient_storage`: no room left on a disk; nothing changed; see "
+        "`Retry-After`.",
+    },
 }
 
 #: The answer of every route that names a file by id.
@@ -288,8 +298,11 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from bigupload.db_errors import install_database_error_handlers
+
     disconnects.install(app)  # a client that left is not an error: no traceback, no 500
     app.add_exception_handler(AppError, _app_error)
+    install_database_error_handlers(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -437,6 +437,24 @@ class PostgresServer:
         self._proc = None
         self.pid = None
 
+    def halt(self) -> None:
+        """Stop the server process but keep its data and port, for :meth:`resume` (an outage).
+
+        A fast shutdown: with ``synchronous_commit=off``, an immediate one could lose commits
+        the clients were told about."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None and not self._via_runuser:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)  # postmaster: fast shutdown
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=self.stop_timeout)
+        self._kill_proc()
+
+    def resume(self) -> None:
+        """Start the server again after :meth:`halt`, on the same port with the same data."""
+        if not self._spawn_and_wait():
+            raise RuntimeError(f"PostgreSQL failed to restart; server log:\n{self.log_tail()}")
+
     def stop(self) -> None:
         """Stop the server (if started) and delete the temp dir. Idempotent."""
         atexit.unregister(self.stop)

@@ -13,15 +13,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bigupload import clock
 from bigupload.config import Settings
 from bigupload.files.models import FileRecord
 from bigupload.files.status import FileStatus
 from bigupload.jobs.kinds import GiveUp, JobContext, JobKind, Retry, exponential_backoff
-from bigupload.jobs.queue import enqueue
+from bigupload.jobs.models import Job, JobStatus
+from bigupload.jobs.queue import ENQUEUED, enqueue
 from bigupload.storage.base import StorageError, StorageUnreachable, UploadNotFound
 
 log = logging.getLogger("bigupload.expiry")
@@ -92,7 +96,9 @@ PURGE = JobKind(
 )
 
 
-async def enqueue_purge(session: AsyncSession, record: FileRecord, settings: Settings) -> bool:
+async def enqueue_purge(
+    session: AsyncSession, record: FileRecord, settings: Settings, *, run_at: datetime | None = None
+) -> bool:
     """Queue the purge of ``record``'s bytes in ``session``'s transaction (once per file)."""
     return await enqueue(
         session,
@@ -102,4 +108,28 @@ async def enqueue_purge(session: AsyncSession, record: FileRecord, settings: Set
         file_id=record.id,
         owner=record.owner,
         dedupe_key=dedupe_key(record.id),
+        run_at=run_at,
     )
+
+
+async def rerun_purge(session: AsyncSession, file_id: uuid.UUID) -> None:
+    """Make the file's purge job, if it finished (done, or gave up), run again now, with all
+    its attempts: its bytes turned out to be still in the store (in ``session``'s
+    transaction)."""
+    now = clock.now()
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.dedupe_key == dedupe_key(file_id),
+            Job.status.in_([JobStatus.DONE.value, JobStatus.DEAD.value]),
+        )
+        .values(
+            status=JobStatus.QUEUED.value,
+            attempts=0,
+            run_at=now,
+            updated_at=now,
+            finished_at=None,
+        )
+    )
+    if getattr(result, "rowcount", 0):
+        session.info[ENQUEUED] = True

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from bigupload import __version__
-from bigupload.dependencies import SessionDep, StorageDep
+from bigupload.dependencies import StorageDep
+from bigupload.health.database import probe
 from bigupload.json_body import ApiRoute
 from bigupload.storage.base import StorageError
 
@@ -19,14 +19,18 @@ async def live() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/ready", summary="Readiness: the registry and the store answer")
-async def ready(session: SessionDep, storage: StorageDep) -> JSONResponse:
+@router.get(
+    "/ready",
+    summary="Readiness: the registry and the store answer",
+    description="503 when either fails. `checks.database` is `ok` or `error: locked` (another "
+    "process holds the registry's lock), `error: read_only`, `error: unreachable`, "
+    "`error: disk_full` or `error: busy`; `checks.storage` is `ok` or `error: <why>`.",
+)
+async def ready(request: Request, storage: StorageDep) -> JSONResponse:
     checks: dict[str, str] = {}
-    try:
-        await session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
+    checks["database"] = await probe(
+        request.app.state.engine, request.app.state.settings.effective_database_url
+    )
     try:
         await storage.check()
         checks["storage"] = "ok"

@@ -14,6 +14,7 @@ from bigupload.files.schemas import FileOut
 from bigupload.json_body import ApiRoute
 from bigupload.uploads import multipart, service
 from bigupload.uploads.schemas import (
+    AbortedUpload,
     CompleteUpload,
     CreateUpload,
     MultipartUploadTicket,
@@ -157,19 +158,33 @@ async def list_parts(
 
 @router.delete(
     "/{file_id}",
-    response_model=FileOut,
+    response_model=AbortedUpload,
     summary="Abort an upload in progress and free what the store holds for it (idempotent)",
+    description="The file becomes `aborted` at once (a racing complete then answers 409 "
+    "`upload_aborted`). 200 with `cleanup_pending: false`: the store's parts are freed. 202 "
+    "with `cleanup_pending: true`: the store could not be reached; a background job frees "
+    "them once it can.",
     responses={
         **FILE_NOT_FOUND,
-        409: {"model": ErrorBody, "description": "The upload is complete, failed or expired."},
-        503: {
-            "model": ErrorBody,
-            "description": "The store is unreachable; call again to finish freeing it.",
+        202: {
+            "model": AbortedUpload,
+            "description": "Aborted; the store is unreachable and its clean-up is pending.",
         },
+        409: {"model": ErrorBody, "description": "The upload is complete, failed or expired."},
     },
 )
 async def abort_upload(
-    file_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep
-) -> FileOut:
+    file_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    response: Response,
+) -> AbortedUpload:
     record = await files.get_file(session, principal.owner, file_id)
-    return FileOut.of(await multipart.abort_upload(session, record, storage))
+    aborted = await multipart.abort_upload(session, record, storage, settings)
+    if aborted.cleanup_pending:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return AbortedUpload(
+        **FileOut.of(aborted.record).model_dump(), cleanup_pending=aborted.cleanup_pending
+    )

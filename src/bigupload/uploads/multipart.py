@@ -15,11 +15,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bigupload import clock
 from bigupload.config import Settings
 from bigupload.errors import AppError, Conflict, InvalidRequest, PayloadTooLarge, store_errors
+from bigupload.expiry.purge import enqueue_purge, rerun_purge
 from bigupload.files import repository
 from bigupload.files.models import FileRecord
 from bigupload.files.status import READABLE, FileStatus
@@ -29,6 +33,7 @@ from bigupload.storage.base import (
     CompletedPart,
     PartToSign,
     Storage,
+    StorageError,
     StoredPart,
     UploadNotFound,
 )
@@ -351,12 +356,29 @@ def _open_parts(
     return [CompletedPart(n, held[n].etag, held[n].checksum_sha256) for n in range(1, count + 1)]
 
 
-async def abort_upload(session: AsyncSession, record: FileRecord, storage: Storage) -> FileRecord:
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """An aborted upload, and whether its bytes are still to be freed in the store."""
+
+    record: FileRecord
+    #: The store could not be reached: its ``purge`` job frees the parts once it can.
+    cleanup_pending: bool
+
+
+#: Seconds the purge job queued with an abort waits, so that the abort's own attempt comes first.
+PURGE_DELAY_SECONDS = 5.0
+
+
+async def abort_upload(
+    session: AsyncSession, record: FileRecord, storage: Storage, settings: Settings
+) -> Abort:
     """Abort an upload in progress and free what the store holds for it. Idempotent.
 
-    The record is marked first, so of an abort and a complete racing exactly one wins, and a
-    completed file is never touched. Then the store's parts are freed and any object a racing
-    complete made is removed; if the store fails there, calling again finishes the job.
+    The record is marked first, with a ``purge`` job in the same transaction, so of an abort
+    and a complete racing exactly one wins, a completed file is never touched, and the store
+    is freed even if the store cannot be reached now (the job retries until it can) or this
+    process dies. Then the store's parts are freed at once, and any object a racing complete
+    made is removed; if the store fails there, the answer says the clean-up is pending.
     """
     status = FileStatus(record.status)
     if status in READABLE:
@@ -375,17 +397,28 @@ async def abort_upload(session: AsyncSession, record: FileRecord, storage: Stora
             FileStatus.ABORTED,
             reason="aborted by the uploader",
         )
-        await session.commit()  # hold no registry lock while the store is asked
         if not moved:
+            await session.commit()
             await repository.refresh(session, record)
-            return await abort_upload(session, record, storage)
+            return await abort_upload(session, record, storage, settings)
         log.info("upload %s aborted key=%s", record.id, record.key)
-    else:
-        await session.commit()
-    if record.multipart_upload_id:
-        # Not found: aborted before, completed by a racing call, or expired in the store.
-        with store_errors("abort the upload"), contextlib.suppress(UploadNotFound):
-            await storage.abort_multipart(record.key, record.multipart_upload_id)
-    with store_errors("remove the upload's bytes"):
+    # Once per file (a no-op when queued before); later, so the attempt below comes first.
+    await enqueue_purge(
+        session, record, settings, run_at=clock.now() + timedelta(seconds=PURGE_DELAY_SECONDS)
+    )
+    await session.commit()  # hold no registry lock while the store is asked
+    try:
+        if record.multipart_upload_id:
+            # Not found: aborted before, completed by a racing call, or expired in the store.
+            with contextlib.suppress(UploadNotFound):
+                await storage.abort_multipart(record.key, record.multipart_upload_id)
         await storage.delete(record.key)
-    return record
+    except StorageError as exc:
+        log.warning(
+            "upload %s aborted; the store could not free it yet (%s): its purge job will",
+            record.id,
+            exc,
+        )
+        await rerun_purge(session, record.id)  # e.g. it ran, and a racing complete stored more
+        return Abort(record, cleanup_pending=True)
+    return Abort(record, cleanup_pending=False)

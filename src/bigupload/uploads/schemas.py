@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from bigupload.files.schemas import FileOut
 from bigupload.files.status import FileStatus
 
 _TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"  # noqa: S105  (an RFC 9110 token, not a secret)
@@ -322,3 +323,13 @@ def normalize_etag(value: str) -> str:
     if not bare or any(ch in bare for ch in '"\\') or not bare.isprintable():
         raise ValueError("is not an ETag")
     return f'"{bare}"'
+
+
+class AbortedUpload(FileOut):
+    """The aborted file (status ``aborted``), and whether the store still holds its bytes."""
+
+    cleanup_pending: bool = Field(
+        description="`false` (200): the store's parts and bytes are freed. `true` (202): the "
+        "store could not be reached; a background job frees them once it can (nothing to do "
+        "for the client, though calling again tries again at once)."
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -231,8 +231,16 @@ async def complete(
 @router.delete(
     "/multipart/{uploadId}",
     response_model=Aborted,
+    response_model_exclude_none=True,
     summary="Abort a multipart upload and free its parts (idempotent)",
-    responses=_NOT_FOUND,
+    responses={
+        **_NOT_FOUND,
+        202: {
+            "model": Aborted,
+            "description": '`{"cleanupPending": true}`: aborted; the store is unreachable '
+            "and a background job frees the parts once it can.",
+        },
+    },
 )
 async def abort(
     upload_id: UploadId,
@@ -240,7 +248,12 @@ async def abort(
     principal: PrincipalDep,
     session: SessionDep,
     storage: StorageDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> Aborted:
     record = await service.find_upload(session, principal.owner, upload_id, key)
-    await multipart.abort_upload(session, record, storage)
+    aborted = await multipart.abort_upload(session, record, storage, settings)
+    if aborted.cleanup_pending:
+        response.status_code = 202
+        return Aborted(cleanup_pending=True)
     return Aborted()

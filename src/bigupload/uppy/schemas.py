@@ -176,4 +176,9 @@ class Completed(BaseModel):
 
 
 class Aborted(BaseModel):
-    """Nothing: the upload is aborted and its parts freed."""
+    """200 ``{}``: the upload is aborted and its parts freed. 202 ``{"cleanupPending": true}``:
+    aborted, and its parts are freed by a background job once the store can be reached."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    cleanup_pending: bool | None = Field(default=None, alias="cleanupPending")
