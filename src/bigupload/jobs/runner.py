@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from bigupload import clock
 from bigupload.config import Settings
+from bigupload.db_errors import Problem, problem_of
 from bigupload.jobs import leases, repository
 from bigupload.jobs.kinds import (
     GiveUp,
@@ -119,6 +120,8 @@ class JobRunner:
         self._random = random.Random()  # noqa: S311 (jitter, not secrets)
         self._wake = asyncio.Event()
         self._stopping = False
+        #: What is wrong with the registry, per loop ("claim" or a periodic's name), while it is.
+        self._outages: dict[str, Problem] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[bool]] = set()
@@ -188,9 +191,11 @@ class JobRunner:
             if free > 0:
                 try:
                     claims = await self._claim(free)
-                except Exception:
-                    log.warning("job runner %s could not claim jobs", self.worker_id, exc_info=True)
+                except Exception as exc:
+                    self._loop_failed("claim", "could not claim jobs", exc)
                     claims = []
+                else:
+                    self._loop_recovered("claim")
                 for claim in claims:
                     task = asyncio.create_task(self._execute(claim), name=f"job {claim.id}")
                     self._jobs.add(task)
@@ -230,10 +235,34 @@ class JobRunner:
 
     async def _periodic_logged(self, periodic: Periodic) -> object:
         try:
-            return await self._run_periodic(periodic)
-        except Exception:
-            log.exception("periodic %s failed", periodic.name)
+            result = await self._run_periodic(periodic)
+        except Exception as exc:
+            self._loop_failed(periodic.name, f"periodic {periodic.name} failed", exc)
             return None
+        self._loop_recovered(periodic.name)
+        return result
+
+    def _loop_failed(self, loop: str, what: str, exc: Exception) -> None:
+        """Log a failure of ``loop``: a registry outage once, in one line, until it ends (the
+        loop retries every poll); anything else with its traceback, every time."""
+        problem = problem_of(exc)
+        if problem is None:
+            log.warning("job runner %s: %s", self.worker_id, what, exc_info=exc)
+        elif self._outages.get(loop) != problem:
+            log.warning(
+                "job runner %s: %s: the registry is unavailable (%s); retrying",
+                self.worker_id,
+                what,
+                problem,
+            )
+        if problem is not None:
+            self._outages[loop] = problem
+        else:
+            self._outages.pop(loop, None)
+
+    def _loop_recovered(self, loop: str) -> None:
+        if self._outages.pop(loop, None) is not None:
+            log.info("job runner %s: the registry answers again (%s)", self.worker_id, loop)
 
     # -- for tests and `bigupload sweep` -------------------------------------------------------
 
