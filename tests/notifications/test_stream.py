@@ -349,9 +349,9 @@ async def test_a_client_that_leaves_while_events_flow_is_one_info_line(
     assert len(access_lines(caplog, "/api/v1/events")) == streams
     assert [r.getMessage() for r in caplog.records if r.levelno > logging.INFO or r.exc_info] == []
     left = [r for r in caplog.records if r.name == "bigupload.disconnects"]
-    counted = live.app.state.disconnects.event_streams
-    assert counted >= 1, "no stream was left with events on their way"
-    assert len(left) == counted
+    # Whether a stream is left with an event on its way is a race (most runs see several):
+    # test_stream_route.py makes both cases certain. Each one seen is one INFO line.
+    assert len(left) == live.app.state.disconnects.event_streams
     assert all(r.levelno == logging.INFO and r.request_id in r.getMessage() for r in left)
 
 

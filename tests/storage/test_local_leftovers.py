@@ -17,7 +17,7 @@ import pytest
 
 from bigupload.storage.local import LocalStorage, tmpfiles
 from bigupload.storage.local.spool import WRITE_BUFFER
-from tests.cli.helpers import TIMEOUT, Server, bigupload
+from tests.cli.helpers import TIMEOUT, Server, bigupload, new_registry
 from tests.conftest import SECRET, TEST_BASE_URL
 from tests.storage.helpers import http_for
 from tests.support.net import free_port
@@ -106,6 +106,7 @@ def test_a_file_removed_before_its_writer_locked_it_is_made_again(
 async def test_a_sweep_during_a_live_upload_leaves_it_alone(
     store: LocalStorage, data_dir: Path
 ) -> None:
+    new_registry(data_dir)  # the registry the other process's sweep reads
     size = 3 * WRITE_BUFFER
     signed = store.presign_put(
         "live", content_type="video/mp4", size=size, checksum_sha256=None, expires_in=600

@@ -192,7 +192,7 @@ class JobRunner:
                 try:
                     claims = await self._claim(free)
                 except Exception as exc:
-                    self._loop_failed("claim", "could not claim jobs", exc)
+                    self._loop_failed("claim", "could not claim jobs", exc, logging.WARNING)
                     claims = []
                 else:
                     self._loop_recovered("claim")
@@ -237,17 +237,17 @@ class JobRunner:
         try:
             result = await self._run_periodic(periodic)
         except Exception as exc:
-            self._loop_failed(periodic.name, f"periodic {periodic.name} failed", exc)
+            self._loop_failed(periodic.name, f"periodic {periodic.name} failed", exc, logging.ERROR)
             return None
         self._loop_recovered(periodic.name)
         return result
 
-    def _loop_failed(self, loop: str, what: str, exc: Exception) -> None:
+    def _loop_failed(self, loop: str, what: str, exc: Exception, level: int) -> None:
         """Log a failure of ``loop``: a registry outage once, in one line, until it ends (the
-        loop retries every poll); anything else with its traceback, every time."""
+        loop retries every poll); anything else at ``level`` with its traceback, every time."""
         problem = problem_of(exc)
         if problem is None:
-            log.warning("job runner %s: %s", self.worker_id, what, exc_info=exc)
+            log.log(level, "job runner %s: %s", self.worker_id, what, exc_info=exc)
         elif self._outages.get(loop) != problem:
             log.warning(
                 "job runner %s: %s: the registry is unavailable (%s); retrying",
