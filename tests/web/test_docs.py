@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from bigupload.app import create_app
-from bigupload.storage.local import LocalStorage
-from tests.conftest import make_settings
+from tests.web.conftest import PageClient
 
-DocsClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 EXPECTED_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-
-
-@pytest.fixture
-def docs_client(tmp_path: Path, local_store: LocalStorage) -> DocsClient:
-    @asynccontextmanager
-    async def make(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", **overrides)
-        app = create_app(settings, storage=local_store)
-        transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-                yield c
-        finally:
-            await app.state.engine.dispose()
-
-    return make
 
 
 def referenced_urls(html: str) -> list[str]:
@@ -45,9 +22,9 @@ def referenced_urls(html: str) -> list[str]:
 
 @pytest.mark.parametrize("web_page", [True, False])
 async def test_docs_reference_only_local_urls_that_answer(
-    docs_client: DocsClient, web_page: bool
+    page_client: PageClient, web_page: bool
 ) -> None:
-    async with docs_client(web_page=web_page) as client:
+    async with page_client(web_page=web_page) as client:
         page = await client.get("/docs")
         assert page.status_code == 200, page.text
         assert page.headers["content-type"].startswith("text/html")
@@ -69,9 +46,9 @@ async def test_docs_reference_only_local_urls_that_answer(
 
 
 async def test_only_the_listed_files_are_served_under_docs_assets(
-    docs_client: DocsClient,
+    page_client: PageClient,
 ) -> None:
-    async with docs_client() as client:
+    async with page_client() as client:
         for path in ("build-info.json", "index.html", "../static/index.html", "assets/nope.js"):
             answer = await client.get(f"/docs/assets/{path}")
             assert answer.status_code == 404, path
