@@ -15,7 +15,10 @@ from bigupload.files.status import FileStatus
 
 class FileRecord(Base):
     __tablename__ = "files"
-    __table_args__ = (Index("ix_files_owner_created", "owner", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_files_owner_created", "owner", "created_at", "id"),
+        Index("ux_files_owner_idempotency_key", "owner", "idempotency_key", unique=True),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
@@ -42,6 +45,8 @@ class FileRecord(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     #: What processing found and what each configured step returned, by step name.
     results: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    #: The client's ``Idempotency-Key`` of the create that made this file, if it sent one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class FileEvent(Base):
