@@ -37,7 +37,8 @@ from bigupload.storage.base import (
     UploadNotFound,
 )
 from bigupload.storage.local import LocalStorage
-from bigupload.storage.local.multipart import COPY_CHUNK, OpenUpload
+from bigupload.storage.local.filecopy import BUFFER as COPY_CHUNK
+from bigupload.storage.local.multipart import OpenUpload
 from bigupload.storage.local.tokens import PART_AUDIENCE
 from tests.conftest import SECRET, TEST_BASE_URL
 from tests.storage.helpers import local_app, send, sha256

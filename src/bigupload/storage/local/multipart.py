@@ -48,14 +48,12 @@ from bigupload.storage.base import (
     StoredPart,
     UploadNotFound,
 )
-from bigupload.storage.local import tmpfiles
+from bigupload.storage.local import filecopy, tmpfiles
 
 #: Every upload id this store hands out, and the only ones it accepts.
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}(-sha256)?")
 _CHECKSUM_SUFFIX = "-sha256"
 _PART_FILE = re.compile(r"[1-9][0-9]{0,4}-[0-9a-f]{32}")
-#: Bytes copied at a time when joining parts: memory stays flat whatever the object's size.
-COPY_CHUNK = 1024 * 1024
 
 
 def new_upload_id(*, checksum_sha256: bool) -> str:
@@ -103,14 +101,14 @@ class PartRecord:
 
 @dataclass(frozen=True, slots=True)
 class Assembled:
-    """The joined bytes in ``tmp/``, fsynced, and what S3 would say of them."""
+    """The joined bytes in ``tmp/``, fsynced, and S3's ETag of them (their SHA-256 is computed
+    when asked for, see :meth:`LocalStorage.stat`)."""
 
     path: Path
     #: Open and locked until the caller discards it (see :mod:`.tmpfiles`).
     handle: IO[bytes]
     size: int
     etag: str
-    sha256_hex: str
 
 
 class OpenUpload:
@@ -198,27 +196,20 @@ class OpenUpload:
         return chosen
 
     def assemble(self, chosen: Sequence[PartRecord]) -> Assembled:
-        """Join the parts into a new file in ``tmp/``, chunk by chunk, hashing on the way."""
+        """Join the parts into a new file in ``tmp/``, copied inside the kernel (see
+        :mod:`.filecopy`): the bytes are neither read into the process nor hashed again."""
         out, path = tmpfiles.create(self.uploads.tmp)
-        hasher = hashlib.sha256()
-        buffer = bytearray(COPY_CHUNK)
-        view = memoryview(buffer)
         size = 0
         try:
             for record in chosen:
-                copied = 0
                 with (self.parts_dir / record.file).open("rb") as source:
-                    while count := source.readinto(buffer):
-                        chunk = view[:count]
-                        hasher.update(chunk)
-                        out.write(chunk)
-                        copied += count
-                if copied != record.size:
-                    raise StorageError(
-                        f"part {record.number} holds {copied} bytes, {record.size} recorded"
-                    )
-                size += copied
-            out.flush()
+                    held = os.fstat(source.fileno()).st_size
+                    if held != record.size:
+                        raise StorageError(
+                            f"part {record.number} holds {held} bytes, {record.size} recorded"
+                        )
+                    filecopy.copy(source.fileno(), out.fileno(), held, dst_offset=size)
+                size += held
             os.fsync(out.fileno())
         except BaseException:
             with contextlib.suppress(OSError):
@@ -227,7 +218,7 @@ class OpenUpload:
                 path.unlink()
             raise
         etag = multipart_etag([_unquoted(record.etag) for record in chosen])
-        return Assembled(path, out, size, etag, hasher.hexdigest())
+        return Assembled(path, out, size, etag)
 
     def remove(self) -> None:
         """End the upload: out of ``multipart/`` at once (a rename), then deleted."""

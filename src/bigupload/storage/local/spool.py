@@ -1,18 +1,22 @@
 """Streaming a request's body into ``tmp/``, checked against what its URL allows.
 
-The body is written as it arrives (off the event loop, :data:`WRITE_BUFFER` at a time) into a
-locked temporary file (see :mod:`.tmpfiles`) with its running SHA-256 and MD5; a body longer,
-shorter or other than signed is :class:`UploadRejected`, and the file is removed whatever
-happens unless the caller moved it into place. A full disk is :class:`StorageFull`.
+The body is written as it arrives into a locked temporary file (see :mod:`.tmpfiles`): the
+chunks the server hands over are gathered, never copied, up to :data:`WRITE_BUFFER` bytes, then
+hashed and written chunk by chunk in a worker thread (one pass over each chunk while it is in
+the CPU's cache, one copy into the file). The hashes are only those needed: the MD5 of S3's
+ETag, and the SHA-256 only when the URL was signed with one. A body longer, shorter or other
+than signed is :class:`UploadRejected`, and the file is removed whatever happens unless the
+caller moved it into place. A full disk is :class:`StorageFull`.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -20,7 +24,7 @@ import anyio
 
 from bigupload.storage.local import disk, tmpfiles
 
-#: Bytes gathered before one write to disk (off the event loop).
+#: Bytes gathered (as the chunks received, not copied) before one write, off the event loop.
 WRITE_BUFFER = 1024 * 1024
 
 
@@ -35,30 +39,37 @@ class UploadRejected(Exception):
 
 
 class Sink:
-    """A temporary file being written, with its running digests."""
+    """A temporary file being written, with its running digests: the MD5 always (S3's ETag),
+    the SHA-256 only if asked for."""
 
-    def __init__(self, handle: IO[bytes], path: Path) -> None:
+    def __init__(self, handle: IO[bytes], path: Path, *, sha256: bool = False) -> None:
         self.handle = handle
         self.path = path
         self.size = 0
-        self.sha256 = hashlib.sha256()
         self.md5 = hashlib.md5()  # noqa: S324  (S3's ETag, not a security digest)
+        self.sha256 = hashlib.sha256() if sha256 else None
 
     @classmethod
-    def create(cls, directory: Path) -> Sink:
+    def create(cls, directory: Path, *, sha256: bool = False) -> Sink:
         """A new file in ``directory``, locked until it is discarded (see :mod:`.tmpfiles`)."""
-        return cls(*tmpfiles.create(directory))
+        return cls(*tmpfiles.create(directory), sha256=sha256)
 
-    def write(self, data: bytes) -> None:
-        self.handle.write(data)
-        self.sha256.update(data)
-        self.md5.update(data)
-        self.size += len(data)
+    def write(self, chunks: Sequence[bytes]) -> None:
+        """Hash and write ``chunks``, each while it is fresh in the cache (blocking)."""
+        fd = self.handle.fileno()
+        md5, sha256 = self.md5, self.sha256
+        for chunk in chunks:
+            md5.update(chunk)
+            if sha256 is not None:
+                sha256.update(chunk)
+            written = os.write(fd, chunk)
+            while written < len(chunk):  # a regular file takes it all, short of a full disk
+                written += os.write(fd, memoryview(chunk)[written:])
+            self.size += len(chunk)
 
     def finish(self) -> None:
         """Flush the bytes to disk before the file is moved into place; it stays open (and
         locked: no sweep removes it) until it is discarded."""
-        self.handle.flush()
         os.fsync(self.handle.fileno())
 
 
@@ -84,25 +95,32 @@ async def spooled(
         most, code = limit, "entity_too_large"
         too_long = f"body is larger than the {limit} bytes allowed"
     with disk.room_errors(root):
-        sink = await anyio.to_thread.run_sync(Sink.create, tmp)
+        sink = await anyio.to_thread.run_sync(
+            functools.partial(Sink.create, tmp, sha256=bool(checksum))
+        )
         try:
-            buffer = bytearray()
+            pending: list[bytes] = []
+            gathered = 0
             async for chunk in body:
-                if sink.size + len(buffer) + len(chunk) > most:
+                if sink.size + gathered + len(chunk) > most:
                     raise UploadRejected(400, code, too_long)
-                buffer += chunk
-                if len(buffer) >= WRITE_BUFFER:
-                    await anyio.to_thread.run_sync(sink.write, bytes(buffer))
-                    buffer.clear()
-            if buffer:
-                await anyio.to_thread.run_sync(sink.write, bytes(buffer))
+                if chunk:
+                    pending.append(chunk)
+                    gathered += len(chunk)
+                if gathered >= WRITE_BUFFER:
+                    await anyio.to_thread.run_sync(sink.write, pending)
+                    pending, gathered = [], 0
+            if pending:
+                await anyio.to_thread.run_sync(sink.write, pending)
             if size is not None and sink.size != size:
                 raise UploadRejected(
                     400,
                     "size_mismatch",
                     f"body has {sink.size} bytes, the URL was signed for {size}",
                 )
-            if checksum and base64.b64encode(sink.sha256.digest()).decode() != checksum:
+            if checksum and (
+                sink.sha256 is None or base64.b64encode(sink.sha256.digest()).decode() != checksum
+            ):
                 raise UploadRejected(
                     400,
                     "checksum_mismatch",

@@ -258,7 +258,8 @@ class LocalStorage:
             size=sink.size,
             etag=f'"{sink.md5.hexdigest()}"',
             content_type=content_type,
-            checksum_sha256=sink.sha256.hexdigest(),
+            # Recorded when it was signed (and so checked); otherwise computed if asked for.
+            checksum_sha256=sink.sha256.hexdigest() if sink.sha256 is not None else None,
             last_modified=clock.now(),
         )
         await anyio.to_thread.run_sync(self._commit, sink, target, meta_path, stored)
@@ -309,6 +310,10 @@ class LocalStorage:
             "last_modified": obj.last_modified.isoformat() if obj.last_modified else None,
             **extra,
         }
+        self._write_json(meta_path, meta)
+
+    def _write_json(self, meta_path: Path, meta: dict[str, Any]) -> None:
+        """Replace ``meta_path`` with ``meta`` atomically."""
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         meta_tmp = self.tmp / (uuid.uuid4().hex + ".json")
         try:
@@ -413,7 +418,7 @@ class LocalStorage:
                 size=assembled.size,
                 etag=assembled.etag,
                 content_type=upload.content_type,
-                checksum_sha256=assembled.sha256_hex,
+                checksum_sha256=None,  # computed from the bytes when asked for: see stat()
                 last_modified=clock.now(),
             )
             try:
@@ -465,35 +470,75 @@ class LocalStorage:
         return meta
 
     async def stat(self, key: str, *, with_checksum: bool = False) -> StoredObject | None:
+        """What is stored under ``key``. ``with_checksum``: with the SHA-256 of its bytes,
+        computed (one read of the object, then remembered in its metadata) if none was recorded
+        when it was stored: an upload records one only when its URL was signed with it."""
         self._ensure_root()
         meta = await anyio.to_thread.run_sync(self._read_meta, key)
         if meta is None:
             return None
+        checksum = meta.get("sha256")
+        if with_checksum and not checksum:
+            try:
+                checksum = (await self.sha256(key)).hex()
+            except ObjectNotFound:
+                return None
         modified = meta.get("last_modified")
         return StoredObject(
             key=key,
             size=int(meta["size"]),
             etag=meta.get("etag"),
             content_type=meta.get("content_type"),
-            checksum_sha256=meta.get("sha256"),
+            checksum_sha256=checksum,
             last_modified=datetime.fromisoformat(modified) if modified else None,
         )
 
     async def sha256(self, key: str) -> bytes:
+        """The SHA-256 of the stored bytes, read whole; remembered in the object's metadata,
+        where :meth:`stat` finds it."""
         self._ensure_root()
-        path = path_for(self.objects, key)
-
-        def digest() -> bytes:
-            hasher = hashlib.sha256()
-            with path.open("rb") as handle:
-                while chunk := handle.read(_READ_CHUNK):
-                    hasher.update(chunk)
-            return hasher.digest()
-
         try:
-            return await anyio.to_thread.run_sync(digest)
+            return await anyio.to_thread.run_sync(self._digest, key)
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
+
+    def _digest(self, key: str) -> bytes:
+        path = path_for(self.objects, key)
+        meta = self._read_meta(key)
+        hasher = hashlib.sha256()
+        buffer = bytearray(_READ_CHUNK)
+        view = memoryview(buffer)
+        with path.open("rb", buffering=0) as handle:
+            before = os.fstat(handle.fileno())
+            while count := handle.readinto(buffer):
+                hasher.update(view[:count])
+        digest = hasher.digest()
+        if meta is not None and "etag" in meta and not meta.get("sha256"):
+            self._remember_sha256(key, meta, before, digest.hex())
+        return digest
+
+    def _remember_sha256(
+        self, key: str, hashed: dict[str, Any], identity: os.stat_result, sha256_hex: str
+    ) -> None:
+        """Add ``sha256_hex`` to the object's metadata if it still describes the bytes hashed:
+        the same file (device, inode, size) and the same metadata (an object deleted and stored
+        again meanwhile has other metadata, or another file). Best effort: a failure to write
+        leaves the metadata as it was, and the next caller hashes again."""
+        meta_path = path_for(self.meta, key, ".json")
+        try:
+            now = os.stat(path_for(self.objects, key), follow_symlinks=False)
+            current = json.loads(meta_path.read_text())
+            same_file = (now.st_dev, now.st_ino, now.st_size) == (
+                identity.st_dev,
+                identity.st_ino,
+                identity.st_size,
+            )
+            if not same_file or current != {k: v for k, v in hashed.items() if k in current}:
+                return
+            with disk.room_errors(self.root):
+                self._write_json(meta_path, current | {"sha256": sha256_hex})
+        except (OSError, ValueError, StorageFull, ObjectPathRefused):
+            return
 
     async def read_range(self, key: str, start: int, length: int) -> bytes:
         if start < 0 or length < 0:
