@@ -44,7 +44,8 @@ async def test_complete_confirms_size_and_etag(app: FastAPI, alice: Caller) -> N
     record = response.json()
     assert record["status"] == "uploaded"
     assert record["stored_size"] == 1000
-    assert record["etag"] == '"' + hashlib.md5(data).hexdigest() + '"'
+    # The local store's ETag: the first 16 bytes of the SHA-256 (no Content-MD5 was sent).
+    assert record["etag"] == '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
     assert record["uploaded_at"] is not None
     assert await events_of(app, ticket["id"]) == [(None, "pending"), ("pending", "uploaded")]
 

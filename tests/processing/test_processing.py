@@ -150,7 +150,8 @@ async def test_an_uploaded_file_is_processed_to_completed(
     assert record["status"] == "completed"
     assert record["detected_content_type"] == "image/png"
     assert record["stored_size"] == len(PNG)
-    assert record["etag"] == '"' + hashlib.md5(PNG).hexdigest() + '"'
+    # The local store's ETag: the first 16 bytes of the SHA-256 (no Content-MD5 was sent).
+    assert record["etag"] == '"' + hashlib.sha256(PNG).hexdigest()[:32] + '"'
     assert record["checksum_sha256"] == sha256_hex(PNG)  # computed: none was declared
     assert record["completed_at"] is not None
     assert record["error"] is None

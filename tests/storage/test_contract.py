@@ -74,11 +74,16 @@ async def test_presigned_put_stores_the_bytes_it_was_signed_for(
     response = await send(http_for_store, request, DATA)
     assert response.status_code == 200, response.text
 
-    md5 = hashlib.md5(DATA).hexdigest()  # S3's ETag of a single PUT
+    # S3's ETag of a single PUT is its MD5; the local store's, sent no Content-MD5, is the
+    # first 16 bytes of its SHA-256.
+    if adapter == "local":
+        tag = hashlib.sha256(DATA).hexdigest()[:32]
+    else:
+        tag = hashlib.md5(DATA).hexdigest()
     stored = await store.stat(key)
     assert stored is not None
     assert (stored.key, stored.size, stored.content_type) == (key, len(DATA), "application/x-tar")
-    assert stored.etag == f'"{md5}"'
+    assert stored.etag == f'"{tag}"'
     assert response.headers["etag"] == stored.etag
 
     with_checksum = await store.stat(key, with_checksum=True)

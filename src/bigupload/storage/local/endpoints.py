@@ -158,6 +158,7 @@ async def put_object(
             request.stream(),
             content_type=request.headers.get("content-type"),
             content_length=_length(request),
+            content_md5=request.headers.get("content-md5"),
         )
     except UploadRejected as exc:
         raise AppError(exc.message, code=exc.code, status=exc.status) from None
@@ -181,7 +182,12 @@ async def _put_part(
         raise _denied(exc) from None
     _checksum_header(request, grant.checksum_sha256)
     try:
-        part = await store.receive_part(grant, request.stream(), content_length=_length(request))
+        part = await store.receive_part(
+            grant,
+            request.stream(),
+            content_length=_length(request),
+            content_md5=request.headers.get("content-md5"),
+        )
     except UploadRejected as exc:
         raise AppError(exc.message, code=exc.code, status=exc.status) from None
     except UploadNotFound:

@@ -3,8 +3,10 @@
 Layout under ``root`` (``<h>`` is the SHA-256 of the key, see :mod:`.paths`)::
 
     objects/<h>            the bytes
-    meta/<h>.json          the key, content type, size, SHA-256 and ETag (MD5 as S3 makes it;
-                           for a multipart object, S3's ``"<md5 of part MD5s>-<parts>"``)
+    meta/<h>.json          the key, content type, size, SHA-256 and ETag (see :func:`.spool.etag_of`:
+                           S3's MD5 when the upload sent Content-MD5, else from the SHA-256; for
+                           a multipart object, S3's ``"<md5 of the part ETags>-<parts>"``, and a
+                           SHA-256 only once asked for, see :meth:`LocalStorage.stat`)
     multipart/<id>/        a multipart upload in progress and its parts (see :mod:`.multipart`)
     tmp/                   uploads in flight; an upload becomes visible only by a link
 
@@ -212,8 +214,10 @@ class LocalStorage:
         *,
         content_type: str | None,
         content_length: int | None,
+        content_md5: str | None = None,
     ) -> StoredObject:
-        """Store ``body`` under the grant's key if it is exactly what the grant allows."""
+        """Store ``body`` under the grant's key if it is exactly what the grant allows (and of
+        MD5 ``content_md5``, the request's ``Content-MD5``, if sent: its ETag is then the MD5)."""
         self._ensure_root()
         if content_type != grant.content_type:
             raise UploadRejected(
@@ -229,7 +233,9 @@ class LocalStorage:
             )
         if await anyio.to_thread.run_sync(path_for(self.objects, grant.key).exists):
             raise already_stored()
-        async with self._spooled(body, size=grant.size, checksum=grant.checksum_sha256) as sink:
+        async with self._spooled(
+            body, size=grant.size, checksum=grant.checksum_sha256, content_md5=content_md5
+        ) as sink:
             return await self._store_object(sink, grant.key, grant.content_type)
 
     async def receive_form(
@@ -256,10 +262,9 @@ class LocalStorage:
         stored = StoredObject(
             key=key,
             size=sink.size,
-            etag=f'"{sink.md5.hexdigest()}"',
+            etag=sink.etag,
             content_type=content_type,
-            # Recorded when it was signed (and so checked); otherwise computed if asked for.
-            checksum_sha256=sink.sha256.hexdigest() if sink.sha256 is not None else None,
+            checksum_sha256=sink.sha256.hexdigest(),
             last_modified=clock.now(),
         )
         await anyio.to_thread.run_sync(self._commit, sink, target, meta_path, stored)
@@ -272,9 +277,16 @@ class LocalStorage:
         size: int | None,
         limit: int | None = None,
         checksum: str | None = None,
+        content_md5: str | None = None,
     ) -> contextlib.AbstractAsyncContextManager[Sink]:
         return spooled(
-            body, tmp=self.tmp, root=self.root, size=size, limit=limit, checksum=checksum
+            body,
+            tmp=self.tmp,
+            root=self.root,
+            size=size,
+            limit=limit,
+            checksum=checksum,
+            content_md5=content_md5,
         )
 
     def _commit(self, sink: Sink, target: Path, meta_path: Path, obj: StoredObject) -> None:
@@ -325,10 +337,16 @@ class LocalStorage:
             raise
 
     async def receive_part(
-        self, grant: PartGrant, body: AsyncIterator[bytes], *, content_length: int | None
+        self,
+        grant: PartGrant,
+        body: AsyncIterator[bytes],
+        *,
+        content_length: int | None,
+        content_md5: str | None = None,
     ) -> StoredPart:
         """Store ``body`` as the grant's part if it is exactly what the grant allows (any
-        length up to :attr:`max_part_size` when the grant binds none)."""
+        length up to :attr:`max_part_size` when the grant binds none), of MD5 ``content_md5``
+        if sent (the part's ETag is then its MD5)."""
         if grant.size is None:
             if content_length is not None and content_length > self.max_part_size:
                 raise too_large(self.max_part_size)
@@ -342,11 +360,15 @@ class LocalStorage:
                 403, "checksum_required", "this upload takes parts signed with their SHA-256 only"
             )
         async with self._spooled(
-            body, size=grant.size, limit=self.max_part_size, checksum=grant.checksum_sha256
+            body,
+            size=grant.size,
+            limit=self.max_part_size,
+            checksum=grant.checksum_sha256,
+            content_md5=content_md5,
         ) as sink:
             fields = {
                 "size": sink.size,
-                "etag": f'"{sink.md5.hexdigest()}"',
+                "etag": sink.etag,
                 "checksum_sha256": grant.checksum_sha256,
                 "last_modified": clock.now().isoformat(),
             }
