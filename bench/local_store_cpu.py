@@ -1,9 +1,9 @@
 """What receiving costs bigupload's local store: server CPU per GiB, server memory under eight
 concurrent uploads, and bigupload's client against ``curl -T``, for two trees in one run.
 
-Each tree (``--tree DIR``, a checkout whose ``src/`` goes first on ``PYTHONPATH``, server and
-client alike; ``--base REV`` adds a ``git worktree`` of REV in a temporary directory, first, and
-removes it at the end) gets a ``bigupload serve`` on the local store (embedded defaults, no
+Each tree (``--rev REV``, checked out in a temporary ``git worktree`` removed at the end, or
+``--tree DIR``, a checkout; its ``src/`` goes first on ``PYTHONPATH``, server and client alike;
+the first tree is the baseline) gets a ``bigupload serve`` on the local store (embedded defaults, no
 rate limit, the job runner off: the processing job's own SHA-256 pass is not the store's
 receiving). One random file (1 GiB by default) is made in a temporary directory under
 ``--tmp-dir`` and removed at the end, as is every store. Per round, trees alternating:
@@ -18,8 +18,8 @@ then once per tree, on a fresh server, ``--concurrent`` (8) uploads at once, fir
 then by the client: the server's peak RSS (``VmHWM`` of the fresh process, and ``VmRSS``
 sampled every 50 ms) and its CPU per GiB. CPU is user + system time from ``/proc/<pid>/stat``.
 
-    .venv/bin/python bench/local_store_cpu.py --base 7fb6aaf      # 1 GiB, 3 rounds: ~10 min
-    .venv/bin/python bench/local_store_cpu.py --quick --base HEAD~1  # 256 MiB, 1 round
+    .venv/bin/python bench/local_store_cpu.py --rev 7fb6aaf --rev HEAD   # 1 GiB, 3 rounds
+    .venv/bin/python bench/local_store_cpu.py --quick --rev HEAD~1 --tree .  # 256 MiB, 1 round
 
 Medians over rounds go to stdout as a markdown table, progress to stderr. Exit status 1 if an
 upload failed.
@@ -43,7 +43,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servers import Server, cpu_seconds, log, server_env, start_bigupload_with_key, stop
-from upload_throughput import MB, WORKER, Api, GiB, MiB, make_file, run_child
+from upload_throughput import (
+    MB,
+    WORKER,
+    Api,
+    GiB,
+    MiB,
+    make_file,
+    run_child,
+    terminate_as_exit,
+)
 
 
 @dataclass
@@ -235,25 +244,27 @@ def concurrent_uploads(
 
 
 @contextlib.contextmanager
-def base_worktree(rev: str | None, tmp: Path) -> Iterator[Tree | None]:
-    if rev is None:
-        yield None
-        return
+def worktrees(revs: Sequence[str], tmp: Path) -> Iterator[list[Tree]]:
+    """Each of ``revs`` checked out in a temporary ``git worktree``, removed afterwards."""
     here = Path(__file__).resolve().parent.parent
-    where = tmp / "base-tree"
-    subprocess.run(
-        ["git", "-C", str(here), "worktree", "add", "--detach", str(where), rev],
-        check=True,
-        capture_output=True,
-    )
+    made: list[Tree] = []
     try:
-        yield Tree(where, f"base-{rev}")
+        for n, rev in enumerate(revs):
+            where = tmp / f"tree-{n}"
+            subprocess.run(
+                ["git", "-C", str(here), "worktree", "add", "--detach", str(where), rev],
+                check=True,
+                capture_output=True,
+            )
+            made.append(Tree(where, rev))
+        yield made
     finally:
-        subprocess.run(
-            ["git", "-C", str(here), "worktree", "remove", "--force", str(where)],
-            check=False,
-            capture_output=True,
-        )
+        for tree in made:
+            subprocess.run(
+                ["git", "-C", str(here), "worktree", "remove", "--force", str(tree.path)],
+                check=False,
+                capture_output=True,
+            )
 
 
 def median(values: Sequence[float]) -> float:
@@ -292,7 +303,13 @@ def render(trees: Sequence[Tree], results: dict[str, Figures], args: argparse.Na
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", action="append", type=Path, help="a checkout (repeatable)")
-    parser.add_argument("--base", help="a revision to compare with, checked out for the run")
+    parser.add_argument(
+        "--rev",
+        action="append",
+        default=[],
+        help="a revision, checked out for the run in a temporary git worktree (repeatable; "
+        "the first is the baseline)",
+    )
     parser.add_argument("--size", type=int, default=GiB, help="bytes of the file [1 GiB]")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrent", type=int, default=8)
@@ -311,11 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-local-store-", dir=args.tmp_dir))
     servers: list[Server] = []
     try:
-        with base_worktree(args.base, workdir) as base:
+        with worktrees(args.rev, workdir) as checked_out, terminate_as_exit():
             here = Path(__file__).resolve().parent.parent
-            trees = ([base] if base else []) + [
-                Tree(t.resolve(), t.resolve().name) for t in (args.tree or [here])
-            ]
+            given = args.tree or ([] if checked_out else [here])
+            trees = checked_out + [Tree(t.resolve(), t.resolve().name) for t in given]
             path = workdir / "upload.bin"
             log(f"making {args.size / MiB:.0f} MiB of random bytes in {path}")
             make_file(path, args.size)
