@@ -3,10 +3,10 @@
 Layout under ``root`` (``<h>`` is the SHA-256 of the key, see :mod:`.paths`)::
 
     objects/<h>            the bytes
-    meta/<h>.json          the key, content type, size, SHA-256 and ETag (see :func:`.spool.etag_of`:
-                           S3's MD5 when the upload sent Content-MD5, else from the SHA-256; for
-                           a multipart object, S3's ``"<md5 of the part ETags>-<parts>"``, and a
-                           SHA-256 only once asked for, see :meth:`LocalStorage.stat`)
+    meta/<h>.json          the key, content type, size, SHA-256 and ETag (S3's MD5 when the
+                           upload sent Content-MD5, else from the SHA-256: :func:`.spool.etag_of`;
+                           a multipart object's is S3's ``"<md5 of the part ETags>-<parts>"``,
+                           its SHA-256 recorded once asked for, see :meth:`LocalStorage.stat`)
     multipart/<id>/        a multipart upload in progress and its parts (see :mod:`.multipart`)
     tmp/                   uploads in flight; an upload becomes visible only by a link
 
