@@ -150,8 +150,11 @@ async def test_an_uploaded_file_is_processed_to_completed(
     assert record["status"] == "completed"
     assert record["detected_content_type"] == "image/png"
     assert record["stored_size"] == len(PNG)
-    # The local store's ETag: the first 16 bytes of the SHA-256 (no Content-MD5 was sent).
-    assert record["etag"] == '"' + hashlib.sha256(PNG).hexdigest()[:32] + '"'
+    # S3's ETag is the MD5; the local store's, sent no Content-MD5, the SHA-256's first 16 bytes.
+    if isinstance(app.state.storage, LocalStorage):
+        assert record["etag"] == '"' + hashlib.sha256(PNG).hexdigest()[:32] + '"'
+    else:
+        assert record["etag"] == '"' + hashlib.md5(PNG).hexdigest() + '"'
     assert record["checksum_sha256"] == sha256_hex(PNG)  # computed: none was declared
     assert record["completed_at"] is not None
     assert record["error"] is None
