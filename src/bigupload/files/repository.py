@@ -61,6 +61,14 @@ async def get_owned(session: AsyncSession, file_id: uuid.UUID, owner: str) -> Fi
     return result.scalar_one_or_none()
 
 
+async def by_idempotency_key(session: AsyncSession, owner: str, key: str) -> FileRecord | None:
+    """The file ``owner`` began with the ``Idempotency-Key`` ``key``, if any."""
+    result = await session.execute(
+        select(FileRecord).where(FileRecord.owner == owner, FileRecord.idempotency_key == key)
+    )
+    return result.scalar_one_or_none()
+
+
 async def refresh(session: AsyncSession, record: FileRecord) -> FileRecord:
     await session.refresh(record)
     return record
