@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     run_jobs: bool = True
     job_concurrency: int = Field(default=4, ge=1, le=64)
     job_poll_interval: float = Field(default=1.0, ge=0.01, le=60)
+    #: PostgreSQL: ``auto`` wakes runners by LISTEN/NOTIFY (polling then only every
+    #: ``job_notify_poll_interval``); ``off`` polls every ``job_poll_interval``.
+    job_notify: Literal["auto", "off"] = "auto"
+    job_notify_poll_interval: float = Field(default=30.0, ge=0.01, le=24 * 3600)
     job_lease_seconds: float = Field(default=300.0, ge=1, le=24 * 3600)
     job_max_attempts: int = Field(default=8, ge=1, le=100)
 

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bigupload import clock
 from bigupload.jobs.models import Job, JobStatus
+from bigupload.jobs.wakeups import ENQUEUED
 
-#: Jobs were added in this session: the runner of this process is woken once it commits.
-ENQUEUED = "bigupload.jobs.enqueued"
+__all__ = ["ENQUEUED", "enqueue"]
 
 
 async def enqueue(
@@ -33,7 +33,7 @@ async def enqueue(
     """Add a job to ``session``'s transaction; ``False`` if one with ``dedupe_key`` exists.
 
     The job becomes visible to workers when the caller commits, together with whatever change
-    made it necessary.
+    made it necessary; the commit wakes the runners (:mod:`bigupload.jobs.wakeups`).
     """
     now = clock.now()
     values = {

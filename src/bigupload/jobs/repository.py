@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, null, or_, select, update
+from sqlalchemy import and_, exists, func, null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -221,3 +221,20 @@ async def _write(
 
 def _json(value: dict[str, Any] | None) -> Any:
     return value if value is not None else null()  # SQL NULL, not JSON null
+
+
+async def next_due(session: AsyncSession, kinds: Iterable[str]) -> datetime | None:
+    """When the next job of ``kinds`` not due now becomes due: a queued job's ``run_at``, or a
+    running job's lease end (its worker may die). ``None`` if no such job is known."""
+    now = clock.now()
+    names = sorted(kinds)
+    queued = select(func.min(Job.run_at)).where(
+        Job.kind.in_(names), Job.status == QUEUED, Job.run_at > now
+    )
+    leased = select(func.min(Job.locked_until)).where(
+        Job.kind.in_(names), Job.status == RUNNING, Job.locked_until > now
+    )
+    query = select(queued.scalar_subquery(), leased.scalar_subquery())
+    found = (await session.execute(query)).one()
+    times = [t for t in found if t is not None]
+    return min(times) if times else None

@@ -25,6 +25,7 @@ from bigupload.config import Settings, WebhookEndpoint
 from bigupload.files.models import FileEvent, FileRecord
 from bigupload.jobs.kinds import Periodic, PeriodicContext
 from bigupload.jobs.queue import enqueue
+from bigupload.jobs.wakeups import EVENTS
 from bigupload.notifications.documents import event_document, event_type
 
 WEBHOOK_KIND = "webhook"
@@ -160,10 +161,13 @@ async def _run(ctx: PeriodicContext) -> int:
     return await dispatch_events(ctx)
 
 
-#: Every ``job_poll_interval`` seconds, in every process that runs jobs.
+#: Every ``job_poll_interval`` seconds, in every process that runs jobs, and at once when events
+#: are committed (in this process, or on PostgreSQL in any: then every
+#: ``job_notify_poll_interval`` seconds besides).
 DISPATCH = Periodic(
     name="dispatch",
     interval=lambda settings: settings.job_poll_interval,
     run=_run,
     exclusive=False,
+    notified_by=EVENTS,
 )
