@@ -1,6 +1,6 @@
 """The sweeper: expire what was never finished or never confirmed, abort forgotten uploads.
 
-One sweep does four things:
+One sweep does five things:
 
 1. Files still ``pending`` ``pending_expiry_seconds`` after they were created become ``expired``,
    and a ``purge`` job is queued in the same transaction to free their bytes and parts.
@@ -16,6 +16,8 @@ One sweep does four things:
 4. Files that writes cut off by a crash left in the store (the local store's ``tmp/``: an upload
    or a join killed half-way) are removed, never one a live request of any process writes; the
    report counts the files and bytes freed.
+5. Finished jobs and old file events past their retention are deleted
+   (:mod:`bigupload.expiry.retention`).
 
 Every change is a conditional transition, so sweeps in several processes at once change each
 file once; the :data:`SWEEP` periodic is also exclusive (one process at a time holds its lease).
@@ -38,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bigupload import clock
 from bigupload.config import Settings
+from bigupload.expiry import retention
 from bigupload.expiry.purge import PURGE, enqueue_purge
 from bigupload.files import repository
 from bigupload.files.models import FileRecord
@@ -74,6 +77,9 @@ class SweepReport:
     #: Files an upload cut off by a crash left in the store (the local store's ``tmp/``).
     leftover_files_removed: int = 0
     leftover_bytes_freed: int = 0
+    #: Deleted past their retention: finished jobs, and file events.
+    jobs_pruned: int = 0
+    events_pruned: int = 0
     errors: list[str] = field(default_factory=list)
     #: The store could not be reached: the uploads it holds were not looked at.
     store_unreachable: bool = False
@@ -87,6 +93,11 @@ class SweepReport:
             text += (
                 f", removed {self.leftover_files_removed} leftover file(s) "
                 f"({self.leftover_bytes_freed} bytes)"
+            )
+        if self.jobs_pruned or self.events_pruned:
+            text += (
+                f", pruned {self.jobs_pruned} finished job(s) and {self.events_pruned} "
+                "file event(s)"
             )
         if self.errors:
             text += f", {len(self.errors)} error(s): {self.errors[0]}"
@@ -142,14 +153,18 @@ async def sweep(
     await _abort_orphans(sessionmaker, storage, now - pending_limit, report)
     if not report.store_unreachable:
         await _remove_leftovers(storage, report)
+    report.jobs_pruned, report.events_pruned = await retention.prune(sessionmaker, settings, now)
     log.info(
         "sweep: expired_pending=%d expired_unconfirmed=%d orphan_uploads_aborted=%d "
-        "leftover_files_removed=%d leftover_bytes_freed=%d errors=%d",
+        "leftover_files_removed=%d leftover_bytes_freed=%d jobs_pruned=%d events_pruned=%d "
+        "errors=%d",
         report.expired_pending,
         report.expired_unconfirmed,
         report.orphan_uploads_aborted,
         report.leftover_files_removed,
         report.leftover_bytes_freed,
+        report.jobs_pruned,
+        report.events_pruned,
         len(report.errors),
     )
     return report

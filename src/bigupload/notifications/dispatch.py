@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import Sequence
-
 from typing import Any
 
 from sqlalchemy import select, update
