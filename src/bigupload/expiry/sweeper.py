@@ -27,6 +27,7 @@ store is being asked (SQLite has a single connection).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -41,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bigupload import clock
 from bigupload.config import Settings
 from bigupload.expiry import retention
-from bigupload.expiry.purge import PURGE, enqueue_purge
+from bigupload.expiry.purge import PURGE, enqueue_purges
 from bigupload.files import repository
 from bigupload.files.models import FileRecord
 from bigupload.files.status import READABLE, FileStatus
@@ -59,7 +60,7 @@ from bigupload.storage.base import (
 log = logging.getLogger("bigupload.expiry")
 
 #: Files changed per transaction, and keys looked up per query.
-BATCH = 200
+BATCH = 100
 #: Where bigupload makes every key (``uploads/<owner>/<yyyy>/<mm>/<uuid>``).
 UPLOAD_PREFIX = "uploads/"
 _OUR_KEY = re.compile(r"uploads/[^/]+/(?P<year>\d{4})/(?P<month>\d{2})/[^/]+")
@@ -182,7 +183,8 @@ async def _expire_all(
     guard: Sequence[ColumnElement[bool]],
     reason: str,
 ) -> int:
-    """Expire every file matching ``criteria``, a batch per transaction, oldest first."""
+    """Expire every file matching ``criteria``, a batch per transaction, oldest first (a few
+    statements per batch, not a few per file; the loop is given back between batches)."""
     expired = 0
     after: tuple[datetime, uuid.UUID] | None = None
     while True:
@@ -197,41 +199,49 @@ async def _expire_all(
                 )
             query = query.order_by(FileRecord.created_at, FileRecord.id).limit(BATCH)
             batch = list((await session.execute(query)).scalars().all())
-            for record in batch:
-                if await _expire(session, record, now, reason, guard):
-                    await enqueue_purge(session, record, settings)
-                    expired += 1
+            moved = await _expire(session, batch, now, reason, guard)
+            await enqueue_purges(session, moved, settings)
+            expired += len(moved)
         if len(batch) < BATCH:
             return expired
         after = (batch[-1].created_at, batch[-1].id)
+        await asyncio.sleep(0)  # requests waiting for the registry go first
 
 
 async def _expire(
     session: AsyncSession,
-    record: FileRecord,
+    records: Sequence[FileRecord],
     now: datetime,
     reason: str,
     guard: Sequence[ColumnElement[bool]],
-) -> bool:
-    """Move ``record`` from the status it was read in to ``expired`` unless it changed since
-    (or ``guard`` no longer holds); the event is appended only by the process that moved it."""
-    current = record.status
-    result = await session.execute(
-        update(FileRecord)
-        .where(FileRecord.id == record.id, FileRecord.status == current, *guard)
-        .values(
-            status=FileStatus.EXPIRED.value,
-            updated_at=now,
-            expires_at=now,
-            error=reason,
+) -> list[FileRecord]:
+    """Move ``records`` from the status each was read in to ``expired``, except those that
+    changed since (or for which ``guard`` no longer holds): one ``UPDATE`` per status read.
+    Events are appended only for the files this process moved; answer those."""
+    moved: list[FileRecord] = []
+    for current in sorted({record.status for record in records}):
+        ids = [record.id for record in records if record.status == current]
+        result = await session.execute(
+            update(FileRecord)
+            .where(FileRecord.id.in_(ids), FileRecord.status == current, *guard)
+            .values(
+                status=FileStatus.EXPIRED.value,
+                updated_at=now,
+                expires_at=now,
+                error=reason,
+            )
+            .returning(FileRecord.id)
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    )
-    if not getattr(result, "rowcount", 0):
-        return False
-    repository.add_event(session, record, current, FileStatus.EXPIRED.value, reason)
-    log.debug("file %s expired (%s, was %s) key=%s", record.id, reason, current, record.key)
-    return True
+        changed = set(result.scalars().all())
+        for record in records:
+            if record.id in changed:
+                repository.add_event(session, record, current, FileStatus.EXPIRED.value, reason)
+                log.debug(
+                    "file %s expired (%s, was %s) key=%s", record.id, reason, current, record.key
+                )
+                moved.append(record)
+    return moved
 
 
 # -- multipart uploads nobody owns ---------------------------------------------------------------
