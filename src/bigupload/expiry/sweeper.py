@@ -36,15 +36,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bigupload import clock
 from bigupload.config import Settings
 from bigupload.expiry import retention
 from bigupload.expiry.purge import PURGE, enqueue_purges
-from bigupload.files import repository
-from bigupload.files.models import FileRecord
+from bigupload.files.models import FileEvent, FileRecord
 from bigupload.files.status import READABLE, FileStatus
 from bigupload.jobs.kinds import Periodic, PeriodicContext
 from bigupload.jobs.models import Job, JobStatus
@@ -236,11 +235,24 @@ async def _expire(
         changed = set(result.scalars().all())
         for record in records:
             if record.id in changed:
-                repository.add_event(session, record, current, FileStatus.EXPIRED.value, reason)
                 log.debug(
                     "file %s expired (%s, was %s) key=%s", record.id, reason, current, record.key
                 )
                 moved.append(record)
+    if moved:  # one INSERT (the ORM would insert them one by one to learn their ids)
+        events = [
+            {
+                "file_id": record.id,
+                "owner": record.owner,
+                "from_status": record.status,
+                "to_status": FileStatus.EXPIRED.value,
+                "reason": reason,
+                "created_at": clock.now(),
+                "dispatched": False,
+            }
+            for record in moved
+        ]
+        await session.execute(insert(FileEvent), events)
     return moved
 
 
