@@ -14,13 +14,16 @@ class Statements:
     def __init__(self) -> None:
         #: One list per transaction begun, of the statements run in it (``BEGIN`` left out).
         self.transactions: list[list[str]] = []
+        #: Every statement with its parameters, as the driver was given them.
+        self.executed: list[tuple[str, Any]] = []
 
     def _begin(self, _conn: Any) -> None:
         self.transactions.append([])
 
-    def _execute(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def _execute(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if statement.lstrip().upper().startswith("BEGIN"):
             return
+        self.executed.append((statement, parameters))
         if not self.transactions:
             self.transactions.append([])
         self.transactions[-1].append(" ".join(statement.split()))
