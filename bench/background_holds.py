@@ -8,8 +8,8 @@ temporary directory) runs the same workload in a child process:
 * a fresh SQLite registry (the tree's own migrations; on ``/dev/shm`` where there is one, so that
   fsync stalls of a shared disk are not measured), filled with sqlite3 directly: 10,000 files
   (2,000 of them ``pending`` for 8 days: the sweep expires them), 100,000 dispatched file events
-  40 days old (of files deleted since), 10,000 undispatched ones, 100,000 webhook jobs finished 10 days ago and
-  10,000 due jobs of a no-op kind;
+  40 days old (of files deleted since), 10,000 undispatched ones, 100,000 webhook jobs
+  finished 10 days ago and 10,000 due jobs of a no-op kind;
 * then, one phase at a time: ``dispatch`` (no sink configured, the default: the dispatcher is
   run until no event is left undispatched), ``dispatch-webhook`` (the same 10,000 events again,
   with one webhook endpoint configured: jobs are queued, not sent), ``jobs`` (a runner with the
