@@ -62,3 +62,31 @@ async def enqueue(
     if added:
         session.info[ENQUEUED] = True
     return added
+
+
+async def enqueue_many(session: AsyncSession, jobs: list[dict[str, Any]]) -> None:
+    """Add ``jobs`` (each the keyword arguments of :func:`enqueue` plus ``kind`` and
+    ``payload``) to ``session``'s transaction in one statement, in order; those whose
+    ``dedupe_key`` exists already are left out."""
+    if not jobs:
+        return
+    now = clock.now()
+    rows = [
+        {
+            "file_id": None,
+            "owner": None,
+            "dedupe_key": None,
+            "ordering_key": None,
+            "run_at": now,
+            **job,
+            "status": JobStatus.QUEUED.value,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for job in jobs
+    ]
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(insert_(Job).on_conflict_do_nothing(), rows)
+    session.info[ENQUEUED] = True

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, null, or_, select, update
+from sqlalchemy import Row, and_, exists, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -64,31 +64,35 @@ async def claim_due(
         earlier.id < Job.id,
         earlier.status.in_([QUEUED, RUNNING]),
     )
-    due = (
-        select(
-            Job.id,
-            Job.kind,
-            Job.payload,
-            Job.file_id,
-            Job.owner,
-            Job.status,
-            Job.attempts,
-            Job.max_attempts,
-        )
-        .where(
-            Job.kind.in_(sorted(kinds)),
-            or_(
-                and_(Job.status == QUEUED, Job.run_at <= now),
-                and_(Job.status == RUNNING, Job.locked_until < now),
-            ),
-            ~blocked,
-        )
-        .order_by(Job.run_at, Job.id)
-        .limit(limit)
+    columns = (
+        Job.id,
+        Job.kind,
+        Job.payload,
+        Job.file_id,
+        Job.owner,
+        Job.status,
+        Job.attempts,
+        Job.max_attempts,
+        Job.run_at,
     )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True, of=Job)
-    rows = (await session.execute(due)).all()
+    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+    rows: list[Row[Any]] = []
+    # Two queries, each a range of ix_jobs_due in the order wanted (one with an OR between
+    # them scans the whole table, finished jobs included); the first ``limit`` of both.
+    for due in (
+        and_(Job.status == QUEUED, Job.run_at <= now),
+        and_(Job.status == RUNNING, Job.locked_until < now),
+    ):
+        query = (
+            select(*columns)
+            .where(due, Job.kind.in_(sorted(kinds)), ~blocked)
+            .order_by(Job.run_at, Job.id)
+            .limit(limit)
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True, of=Job)
+        rows += (await session.execute(query)).all()
+    rows = sorted(rows, key=lambda row: (row.run_at, row.id))[:limit]
     lease = {
         "status": RUNNING,
         "locked_by": worker_id,

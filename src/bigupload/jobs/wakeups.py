@@ -103,10 +103,11 @@ def _before_commit(session: Session) -> None:
         return
     if dialect != "postgresql":
         return
-    for payload in payloads:  # delivered on commit; repeats in one transaction are folded
-        session.execute(
-            text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
-        )
+    # One statement whatever the transaction added; delivered on commit.
+    session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": CHANNEL, "payload": ",".join(payloads)},
+    )
 
 
 @event.listens_for(Session, "after_commit")
@@ -234,7 +235,8 @@ class Listener:
             await connection.fetchval("SELECT 1", timeout=self.connect_timeout)
 
     def _received(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.notify(payload)
+        for each in payload.split(","):  # "jobs", "events" or "jobs,events"
+            self.notify(each)
 
     def _connected(self) -> None:
         self._up.set()
