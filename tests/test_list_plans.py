@@ -183,3 +183,17 @@ def _matches(record: FileRecord, filters: dict[str, Any]) -> bool:
             return False
     prefix = filters.get("id_prefix")
     return not prefix or record.id.hex.startswith(prefix)
+
+
+async def test_a_range_of_more_types_than_are_resolved_is_filtered_by_prefix(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``MAX_TYPES`` distinct types the range is not resolved, and no type is lost."""
+    monkeypatch.setattr(repository, "MAX_TYPES", 1)
+    async with create_sessionmaker(engine)() as session:
+        assert await repository.types_in_range(session, OWNER, "video/") is None
+        everything, _ = await repository.list_owned(session, OWNER, limit=200)
+        filters: dict[str, Any] = {"content_type": "video/*", "statuses": [FileStatus.FAILED]}
+        got, _ = await repository.list_owned(session, OWNER, limit=200, **filters)
+        want = [r for r in everything if _matches(r, filters)]
+        assert want and [r.id for r in got] == [r.id for r in want]

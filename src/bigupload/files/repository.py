@@ -114,11 +114,15 @@ async def list_owned(
     read every matching row and sort them, however many there are.
     """
     types: list[str | None] = [None]
+    unresolved: str | None = None  # a range of more types than are worth a seek each
     if content_type and content_type.endswith("/*"):
         found = await types_in_range(session, owner, content_type[:-1])
-        if not found:
+        if found is None:
+            unresolved = content_type[:-1]
+        elif not found:
             return [], None
-        types = list(found)
+        else:
+            types = list(found)
     elif content_type:
         types = [content_type]
     status_values: list[str | None] = [s.value for s in dict.fromkeys(statuses)] or [None]
@@ -154,9 +158,19 @@ async def list_owned(
 
     pairs = [(s, t) for s in status_values for t in types]
     statement: Executable
-    if len(pairs) == 1:
+    if unresolved is not None or len(pairs) > MAX_ARMS:
+        # Correct, not fast: one query with IN lists (or the prefix), sorted by the backend.
+        query = select(FileRecord).where(*common)
+        if statuses:
+            query = query.where(FileRecord.status.in_([s for s in status_values if s]))
+        if unresolved is not None:
+            query = query.where(FileRecord.content_type.startswith(unresolved, autoescape=True))
+        elif content_type:
+            query = query.where(FileRecord.content_type.in_([t for t in types if t]))
+        statement = query.order_by(*newest_first).limit(limit + 1)
+    elif len(pairs) == 1:
         statement = arm(*pairs[0]).order_by(*newest_first).limit(limit + 1)
-    elif len(pairs) <= MAX_ARMS:
+    else:
         # SQLite merges the arms in order, pulling rows from each as needed (its MERGE of a
         # UNION ALL). PostgreSQL appends them and sorts: each arm gets its own order and limit,
         # so each reads at most a page from its index, and the sort is of those pages.
@@ -165,13 +179,6 @@ async def list_owned(
             arms = [a.order_by(*newest_first).limit(limit + 1) for a in arms]
         page = aliased(FileRecord, union_all(*arms).subquery("page"))
         statement = select(page).order_by(page.created_at.desc(), page.id.desc()).limit(limit + 1)
-    else:
-        query = select(FileRecord).where(*common)
-        if statuses:
-            query = query.where(FileRecord.status.in_([s for s in status_values if s]))
-        if content_type:
-            query = query.where(FileRecord.content_type.in_([t for t in types if t]))
-        statement = query.order_by(*newest_first).limit(limit + 1)
     rows = list((await session.execute(statement)).scalars().all())
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
@@ -186,14 +193,14 @@ def _unindexed(column: InstrumentedAttribute[str]) -> ColumnElement[str]:
     return UnaryExpression(column.expression, operator=custom_op("+"), type_=column.type)
 
 
-async def types_in_range(session: AsyncSession, owner: str, prefix: str) -> list[str]:
+async def types_in_range(session: AsyncSession, owner: str, prefix: str) -> list[str] | None:
     """The distinct content types beginning with ``prefix`` that ``owner``'s files have.
 
     A loose index scan of ``ix_files_owner_type_created``: each step is one seek to the next
     type, so the cost is the number of types, not of files. SQLite compares text bytewise, so
     the range ends where the prefix does; PostgreSQL's collation may order ``video/mp4`` after
     ``videox``, so there the types from the prefix on are read (at most :data:`MAX_TYPES`) and
-    kept when they begin with it.
+    kept when they begin with it. ``None`` if there were more (the caller filters by prefix).
     """
     bounded = session.get_bind().dialect.name == "sqlite"
     end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -208,8 +215,10 @@ async def types_in_range(session: AsyncSession, owner: str, prefix: str) -> list
 
     found = select(next_type(None).label("kind")).cte("found", recursive=True)
     found = found.union_all(select(next_type(found.c.kind)).where(found.c.kind.is_not(None)))
-    query = select(found.c.kind).where(found.c.kind.is_not(None)).limit(MAX_TYPES)
+    query = select(found.c.kind).where(found.c.kind.is_not(None)).limit(MAX_TYPES + 1)
     kinds = [str(kind) for kind in (await session.execute(query)).scalars()]
+    if len(kinds) > MAX_TYPES:
+        return None
     return [kind for kind in kinds if kind.startswith(prefix)]
 
 
