@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, insert, or_, select, update
+from sqlalchemy import ColumnElement, exists, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bigupload import clock
@@ -189,13 +189,8 @@ async def _expire_all(
     while True:
         async with sessionmaker() as session, session.begin():
             query = select(FileRecord).where(*criteria)
-            if after is not None:
-                query = query.where(
-                    or_(
-                        FileRecord.created_at > after[0],
-                        and_(FileRecord.created_at == after[0], FileRecord.id > after[1]),
-                    )
-                )
+            if after is not None:  # a row value: the index range starts there, on PostgreSQL too
+                query = query.where(tuple_(FileRecord.created_at, FileRecord.id) > tuple_(*after))
             query = query.order_by(FileRecord.created_at, FileRecord.id).limit(BATCH)
             batch = list((await session.execute(query)).scalars().all())
             moved = await _expire(session, batch, now, reason, guard)
