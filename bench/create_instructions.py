@@ -47,7 +47,6 @@ NATIVE = (
     ("worker threads (aiosqlite)", r"_threadmodule\.c:thread_run "),
     ("sqlite3_step", r":sqlite3_step "),
     ("os.lstat (realpath)", r"posixmodule\.c\.h:os_lstat "),
-    ("HMAC (hmac.new, hmac.digest)", r"_hashopenssl\.c\.h:_hashlib_(hmac_new|hmac_digest)"),
     ("json encode and decode", r"_json\.c:(encoder|scanner)_call "),
 )
 
