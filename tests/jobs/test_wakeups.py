@@ -18,12 +18,16 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from bigupload import clock
+from bigupload.files.inserter import FileInserter
 from bigupload.files.models import FileEvent
 from bigupload.jobs.kinds import JobContext, JobKind, Periodic, PeriodicContext
 from bigupload.jobs.queue import enqueue
 from bigupload.jobs.wakeups import APPLICATION_NAME, EVENTS, JOBS, Listener
+from bigupload.storage.local import LocalStorage
+from bigupload.uploads.service import new_record
 from tests.jobs.conftest import LogRecords, Registry, eventually
 from tests.jobs.test_processes import POSTGRES_ONLY, until, workers_on
+from tests.support.statements import statements_of
 
 #: Long enough that no test here could pass by polling.
 HOUR = "3600"
@@ -209,6 +213,38 @@ async def test_committed_file_events_run_the_dispatcher_at_once(registry: Regist
             FileEvent(file_id=uuid.uuid4(), owner="o", to_status="uploaded", created_at=clock.now())
         )
     await eventually(lambda: len(runs) == 2, "a run for the new event")
+
+
+async def test_a_new_files_first_event_runs_the_dispatcher_at_once(registry: Registry) -> None:
+    """The group-commit inserter writes on a plain connection, with no session to hook: it
+    announces its events itself (and, on PostgreSQL, to every process in its transaction)."""
+    runs: list[int] = []
+
+    async def dispatch(ctx: PeriodicContext) -> int:
+        runs.append(len(runs))
+        return 0
+
+    periodic = Periodic(
+        name="dispatch-test", interval=lambda _s: 3600.0, run=dispatch, notified_by=EVENTS
+    )
+    runner = registry.runner(periodics=[periodic], job_poll_interval=60, job_notify="off")
+    await runner.start()
+    await eventually(lambda: len(runs) == 1, "the first run, at start")
+    record = new_record(
+        "o",
+        LocalStorage(registry.tmp_path / "store", public_url="http://t", secret="s" * 32),
+        filename="a.bin",
+        content_type="application/octet-stream",
+        size=1,
+        metadata={},
+    )
+    with statements_of(registry.engine) as seen:
+        await FileInserter(registry.sessionmaker).insert(record)
+    notifies = seen.starting("SELECT pg_notify")
+    assert len(notifies) == (1 if registry.engine.dialect.name == "postgresql" else 0)
+    if notifies:
+        assert seen.executed[-1][1][-1] == EVENTS  # the payload: events, for the dispatchers
+    await eventually(lambda: len(runs) == 2, "a run for the new file's event")
 
 
 async def test_a_rolled_back_file_event_runs_nothing(registry: Registry) -> None:

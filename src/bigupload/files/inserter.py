@@ -6,8 +6,8 @@ under load many rows share one commit, and a lone request pays for one transacti
 
 A batch is two Core inserts on one connection of the engine, in one call into SQLAlchemy's
 synchronous side (no ORM session, no unit of work, one greenlet switch for the whole
-transaction); open event streams are told of the new events once it has committed, as they are
-of any session's.
+transaction); open event streams and the outbox dispatcher are told of the new events once it
+has committed, as they are of any session's (:mod:`bigupload.jobs.wakeups`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy import insert as insert_stmt
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bigupload.files.models import FileEvent, FileRecord
+from bigupload.jobs import wakeups
 
 
 def _column(attr: Any) -> tuple[str, str, Any]:
@@ -102,6 +103,7 @@ class FileInserter:
             with connection.begin():
                 connection.execute(_INSERT_FILE, files)
                 connection.execute(_INSERT_EVENT, events)
+                wakeups.notify_in(connection, wakeups.EVENTS)
 
         try:
             # Not ``async with``: its exit closes in a task of its own, a task per batch. This
@@ -121,6 +123,7 @@ class FileInserter:
         from bigupload.notifications.stream import BELL
 
         BELL.ring({event["owner"] for event in events})
+        wakeups.wake_local(wakeups.EVENTS)
         for _, _, done in batch:
             if not done.done():
                 done.set_result(None)

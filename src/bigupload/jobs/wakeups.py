@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
@@ -104,10 +104,7 @@ def _before_commit(session: Session) -> None:
     if dialect != "postgresql":
         return
     # One statement whatever the transaction added; delivered on commit.
-    session.execute(
-        text("SELECT pg_notify(:channel, :payload)"),
-        {"channel": CHANNEL, "payload": ",".join(payloads)},
-    )
+    session.execute(_NOTIFY, {"channel": CHANNEL, "payload": ",".join(payloads)})
 
 
 @event.listens_for(Session, "after_commit")
@@ -115,6 +112,21 @@ def _after_commit(session: Session) -> None:
     payloads = _payloads(session)
     session.info.pop(ENQUEUED, None)
     session.info.pop(EVENTS_ADDED, None)
+    wake_local(*payloads)
+
+
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+
+def notify_in(connection: Connection, *payloads: str) -> None:
+    """For a transaction on a plain connection (no session, so no hooks): on PostgreSQL, say
+    what it added to every process, on its commit. Call :func:`wake_local` after the commit."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_NOTIFY, {"channel": CHANNEL, "payload": ",".join(payloads)})
+
+
+def wake_local(*payloads: str) -> None:
+    """Tell this process's runners that a commit added ``payloads`` work."""
     for payload in payloads:
         for runner in list(_LOCAL):
             runner.notified_from_any_thread(payload)
