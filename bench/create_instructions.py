@@ -1,17 +1,28 @@
-"""Instructions per ``POST /api/v1/uploads``, counted by valgrind's callgrind: a figure that does
-not move with the machine's load, unlike req/s.
+"""Instructions per ``POST /api/v1/uploads``, counted by valgrind's callgrind, against the bare
+signer (``bench/baseline_app.py``) counted in the same run: figures that do not move with the
+machine's load, unlike req/s.
 
-Each tree given (``--tree DIR``, a checkout whose ``src/`` is put first on ``PYTHONPATH``; the
-default compares this checkout with itself) runs the same in-process workload under callgrind
-twice: set-up only, and set-up plus ``--requests`` creates through httpx's ASGI transport (a
-fresh SQLite registry and local store, one API key, the job runner off). The difference divided
-by the number of requests is the cost of one create (app, registry, signing, and the ASGI
-client's own share, which is the same for every tree). Trees alternate, and the first one is
-the baseline of the ratios.
+Each target runs ``bench/instructions_workload.py`` once under callgrind, in-process through
+httpx's ASGI transport (its own share is in every figure, bigupload's and the baseline's alike):
+a fresh SQLite registry, one API key, the job runner off, the access log on (to nowhere) and
+the rate limiter counting (as ``bench/create_upload.py``). The workload marks its phases with
+``os.getppid()`` and callgrind dumps before each (``--dump-before=getppid``), so the creates are
+counted alone, without start-up. The targets:
 
-    .venv/bin/python bench/create_instructions.py --tree ../old-checkout --tree .
+* ``baseline``: ``POST /sign`` of the bare FastAPI + boto3 signer; then boto3's presign alone.
+* bigupload on the embedded defaults (``local``: SQLite + the local store) and on an S3 store
+  (``s3``: a moto server over HTTP, started here; path-style URLs), for each ``--tree`` (a
+  checkout whose ``src/`` goes first on ``PYTHONPATH``; default: this one). Then each layer
+  alone, as many times: the store's ``presign_put``, the registry insert of a new record, and
+  ``GET /health`` (middleware, routing and a JSON answer: the framework's floor).
 
-Prints one line per tree and a markdown table on stdout; needs ``valgrind`` on the PATH.
+Also printed, per bigupload target: the inclusive instructions per create of a few native
+functions (``callgrind_annotate --inclusive=yes``), where a layer shows in C.
+
+    .venv/bin/python bench/create_instructions.py                       # about 5 minutes
+    .venv/bin/python bench/create_instructions.py --tree ../before --tree . --store local
+
+Prints a line per target on stderr and markdown tables on stdout; needs ``valgrind``.
 """
 
 from __future__ import annotations
@@ -22,97 +33,172 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-
-WORKLOAD = r"""
-import asyncio, sys, tempfile
-from pathlib import Path
-
-import httpx
-
-from bigupload import migrate
-from bigupload.app import create_app
-from bigupload.auth import repository as keys
-from bigupload.config import load_settings
-from bigupload.db import create_engine, create_sessionmaker
-
-REQUESTS = int(sys.argv[1])
-BODY = {"filename": "big.iso", "content_type": "application/octet-stream", "size": 50_000_000}
+WORKLOAD = HERE / "instructions_workload.py"
+BIGUPLOAD_PHASES = ("create", "presign_put", "registry insert", "GET /health")
+BASELINE_PHASES = ("create", "boto3 presign")
+#: Native functions whose inclusive cost locates a layer: (label, pattern of the function).
+NATIVE = (
+    ("greenlet switches (SQLAlchemy's async bridge)", r"PyGreenlet\.cpp:green_switch\("),
+    ("worker threads (aiosqlite)", r"_threadmodule\.c:thread_run "),
+    ("sqlite3_step", r":sqlite3_step "),
+    ("os.lstat (realpath)", r"posixmodule\.c\.h:os_lstat "),
+    ("json encode and decode", r"_json\.c:(encoder|scanner)_call "),
+)
 
 
-async def main() -> None:
-    data = Path(tempfile.mkdtemp())
-    url = f"sqlite+aiosqlite:///{data / 'registry.db'}"
-    engine = create_engine(url)
-    await migrate.upgrade(engine)
-    async with create_sessionmaker(engine)() as session, session.begin():
-        _, key = await keys.create(session, "bench", "bench")
-    await engine.dispose()
-    settings = load_settings(
-        data_dir=data, database_url=url, secret_key="b" * 48, public_url="http://bench",
-        rate_limit="off", run_jobs=False, local_storage_events=False,
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto S3 server over HTTP in a child process, with the bucket ``bench``."""
+    code = (
+        "import sys, boto3\n"
+        "from moto.server import ThreadedMotoServer\n"
+        "server = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)\n"
+        "server.start()\n"
+        "url = f'http://127.0.0.1:{server._server.server_port}'\n"
+        "boto3.client('s3', endpoint_url=url, region_name='us-east-1', aws_access_key_id='x',"
+        " aws_secret_access_key='y').create_bucket(Bucket='bench')\n"
+        "print(url, flush=True)\n"
+        "sys.stdin.read()\n"
     )
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-        for _ in range(3 + REQUESTS):  # three to warm caches, as in both runs
-            answer = await http.post("/api/v1/uploads", json=BODY, headers=headers)
-            assert answer.status_code == 201, answer.text
-    await app.state.engine.dispose()
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        yield child.stdout.readline().strip()
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
 
 
-asyncio.run(main())
-"""
-
-
-def instructions(tree: Path, requests: int) -> int:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BIGUPLOAD_")}
-    env["PYTHONPATH"] = str(tree / "src")
-    env["PYTHONHASHSEED"] = "0"
+def run(
+    tree: Path, target: str, store: str, requests: int, endpoint: str | None
+) -> tuple[list[float], dict[str, float]]:
+    """Instructions per request of each phase, and of the native functions (per create)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIGUPLOAD_", "AWS_"))}
+    env.update(
+        PYTHONPATH=str(tree / "src"),
+        PYTHONHASHSEED="0",
+        AWS_ACCESS_KEY_ID="AKIABENCHBENCHBENCH0",
+        AWS_SECRET_ACCESS_KEY="bench-secret-bench-secret-bench-secret-00",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
+    argv = [str(WORKLOAD), target, store, str(requests), *([endpoint] if endpoint else [])]
     with tempfile.TemporaryDirectory() as out:
-        run = subprocess.run(
+        done = subprocess.run(
             [
                 "valgrind",
                 "--tool=callgrind",
+                "--dump-before=getppid",
                 f"--callgrind-out-file={out}/cg.out",
                 sys.executable,
-                "-c",
-                WORKLOAD,
-                str(requests),
+                *argv,
             ],
             env=env,
             capture_output=True,
             text=True,
             check=False,
         )
-    if run.returncode != 0:
-        raise SystemExit(f"{tree}: the workload failed:\n{run.stderr[-3000:]}")
-    found = re.search(r"Collected : (\d+)", run.stderr)
+        if done.returncode != 0:
+            failure = done.stderr[-3000:]
+            raise SystemExit(f"{tree} {target} {store}: the workload failed:\n{failure}")
+        dumps = sorted(Path(out).glob("cg.out.*"), key=lambda p: int(p.suffix[1:]))
+        totals = [_total(dump) for dump in dumps]
+        # Dump 1 is start-up and warm-up; each later one ends a phase.
+        phases = [total / requests for total in totals[1:]]
+        native = _native(dumps[1], requests) if target == "bigupload" else {}
+    return phases, native
+
+
+def _total(dump: Path) -> int:
+    found = re.search(r"^summary: (\d+)", dump.read_text(errors="replace"), re.MULTILINE)
     if found is None:
-        raise SystemExit(f"{tree}: no instruction count in valgrind's output")
+        raise SystemExit(f"{dump}: no summary line")
     return int(found.group(1))
+
+
+def _native(dump: Path, requests: int) -> dict[str, float]:
+    listing = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(dump)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    costs: dict[str, float] = {}
+    for label, pattern in NATIVE:
+        matched = [
+            int(line.split()[0].replace(",", ""))
+            for line in listing.splitlines()
+            if re.search(pattern, line) and line.strip()[:1].isdigit()
+        ]
+        costs[label] = sum(matched) / requests  # each pattern names non-nested functions
+    return costs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", action="append", type=Path, help="a checkout (repeatable)")
+    parser.add_argument("--store", action="append", choices=("local", "s3"), help="repeatable")
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     trees = [t.resolve() for t in (args.tree or [HERE.parent])]
-    per_create: dict[Path, float] = {}
-    for tree in trees:
-        base = instructions(tree, 0)
-        loaded = instructions(tree, args.requests)
-        per_create[tree] = (loaded - base) / args.requests
-        print(f"{tree}: {per_create[tree] / 1e6:.3f} M instructions per create", file=sys.stderr)
-    first = per_create[trees[0]]
-    print("| tree | instructions per create | ratio to the first |")
-    print("| --- | ---: | ---: |")
-    for tree, cost in per_create.items():
-        print(f"| {tree.name} | {cost / 1e6:.3f} M | {cost / first:.2f} |")
+    stores = args.store or ["local", "s3"]
+    n = args.requests
+
+    baseline, _ = run(trees[-1], "baseline", "-", n, None)
+    print(f"baseline: {baseline[0] / 1e6:.3f} M instructions per create", file=sys.stderr)
+    results: dict[tuple[str, str], tuple[list[float], dict[str, float]]] = {}
+    for store in stores:
+        with moto_server() if store == "s3" else _nothing() as endpoint:
+            for tree in trees:
+                results[tree.name, store] = run(tree, "bigupload", store, n, endpoint)
+                cost = results[tree.name, store][0][0]
+                print(f"{tree}, {store}: {cost / 1e6:.3f} M per create", file=sys.stderr)
+
+    print("| target | store | instructions per create | ratio to the bare signer |")
+    print("| --- | --- | ---: | ---: |")
+    print(f"| bare signer (baseline_app.py) | - | {baseline[0] / 1e6:.3f} M | 1.00 |")
+    for (tree, store), (phases, _) in results.items():
+        print(
+            f"| bigupload ({tree}) | {store} | {phases[0] / 1e6:.3f} M | "
+            f"{phases[0] / baseline[0]:.2f} |"
+        )
+    print()
+    print("Layers alone (M instructions per call):")
+    print()
+    print("| target | store | " + " | ".join(BIGUPLOAD_PHASES[1:]) + " |")
+    print("| --- | --- |" + " ---: |" * (len(BIGUPLOAD_PHASES) - 1))
+    print(f"| bare signer | - | {baseline[1] / 1e6:.3f} (boto3) | - | - |")
+    for (tree, store), (phases, _) in results.items():
+        print(
+            f"| bigupload ({tree}) | {store} | "
+            + " | ".join(f"{cost / 1e6:.3f}" for cost in phases[1:4])
+            + " |"
+        )
+    print()
+    print("Native functions, inclusive (M instructions per create):")
+    print()
+    columns = list(results)
+    print("| function | " + " | ".join(f"{tree}, {store}" for tree, store in columns) + " |")
+    print("| --- |" + " ---: |" * len(columns))
+    for label, _ in NATIVE:
+        print(
+            f"| {label} | "
+            + " | ".join(f"{results[c][1][label] / 1e6:.3f}" for c in columns)
+            + " |"
+        )
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
 
 
 if __name__ == "__main__":

@@ -339,3 +339,48 @@ def test_several_problems_are_reported_on_one_line() -> None:
     message = config_error(port=0, storage="ftp", url_expiry_seconds=0)
     for name in ("BIGUPLOAD_PORT", "BIGUPLOAD_STORAGE", "BIGUPLOAD_URL_EXPIRY_SECONDS"):
         assert name in message
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("7d", 7 * 86400),
+        ("12h", 43200),
+        ("30m", 1800),
+        ("90s", 90),
+        ("3600", 3600),
+        (60, 60),
+        ("off", 0),
+        ("OFF", 0),
+        ("0", 0),
+        (0, 0),
+        (" 2 D ", 2 * 86400),
+    ],
+)
+def test_retentions_read_durations(tmp_path: Path, value: object, expected: int) -> None:
+    found = settings(tmp_path, job_retention=value, event_retention=value)
+    assert (found.job_retention, found.event_retention) == (expected, expected)
+
+
+def test_retentions_default_to_a_week_and_a_month(tmp_path: Path) -> None:
+    found = settings(tmp_path)
+    assert (found.job_retention, found.event_retention) == (7 * 86400, 30 * 86400)
+
+
+@pytest.mark.parametrize("value", ["7w", "-1", -1, "", "soon"])
+def test_bad_retentions_fail_naming_the_variable(value: object) -> None:
+    message = config_error(event_retention=value)
+    assert message == (
+        f"invalid configuration: BIGUPLOAD_EVENT_RETENTION: {value!r} is not a duration "
+        "(seconds, a number with s, m, h or d, or off)"
+    )
+
+
+def test_a_boolean_is_not_a_retention() -> None:
+    assert config_error(job_retention=True) == (
+        "invalid configuration: BIGUPLOAD_JOB_RETENTION: "
+        "a duration must be seconds or a string such as '7d'"
+    )

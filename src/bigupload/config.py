@@ -59,6 +59,26 @@ def parse_size(value: object) -> int:
     raise ValueError(f"{value!r} is not a size (use bytes, or a number with K, M, G or T)")
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> int:
+    """Accept ``604800``, ``"7d"``, ``"12h"``, ``"30m"``, ``"90s"``, or ``0`` / ``"off"`` (none),
+    and answer seconds (``0`` for none)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be seconds or a string such as '7d'")
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str):
+        if value.strip().lower() == "off":
+            return 0
+        match = _DURATION_RE.match(value)
+        if match:
+            return int(match.group(1)) * _SECONDS[match.group(2).lower()]
+    raise ValueError(f"{value!r} is not a duration (seconds, a number with s, m, h or d, or off)")
+
+
 class WebhookEndpoint(BaseModel):
     """One receiver of signed events (Standard Webhooks)."""
 
@@ -144,6 +164,10 @@ class Settings(BaseSettings):
     run_jobs: bool = True
     job_concurrency: int = Field(default=4, ge=1, le=64)
     job_poll_interval: float = Field(default=1.0, ge=0.01, le=60)
+    #: PostgreSQL: ``auto`` wakes runners by LISTEN/NOTIFY (polling then only every
+    #: ``job_notify_poll_interval``); ``off`` polls every ``job_poll_interval``.
+    job_notify: Literal["auto", "off"] = "auto"
+    job_notify_poll_interval: float = Field(default=30.0, ge=0.01, le=24 * 3600)
     job_lease_seconds: float = Field(default=300.0, ge=1, le=24 * 3600)
     job_max_attempts: int = Field(default=8, ge=1, le=100)
 
@@ -176,6 +200,10 @@ class Settings(BaseSettings):
     pending_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     confirm_within_seconds: int | None = Field(default=None, ge=60)
     sweep_interval_seconds: float = Field(default=300.0, ge=1, le=24 * 3600)
+    #: Finished jobs (and their delivery log entries) are deleted this long after they ended.
+    job_retention: Annotated[int, NoDecode] = 7 * 24 * 3600
+    #: Dispatched file events are deleted this long after they happened.
+    event_retention: Annotated[int, NoDecode] = 30 * 24 * 3600
 
     # The web page, its sign-in sessions, and cross-origin callers.
     #: Origins (``https://app.example.com``) whose pages may call the API; none: same origin only.
@@ -298,6 +326,11 @@ class Settings(BaseSettings):
         if size <= 0:
             raise ValueError("must be positive")
         return size
+
+    @field_validator("job_retention", "event_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: object) -> int:
+        return parse_duration(value)
 
     @field_validator("local_min_free_space", mode="before")
     @classmethod

@@ -84,8 +84,14 @@ def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
     return on_connect
 
 
-def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(dbapi_connection: Any) -> None:
+    """The dialect's ``do_begin``: ``BEGIN IMMEDIATE`` on the driver's connection, straight (no
+    statement execution around it; errors are wrapped as any statement's, by the engine)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+    finally:
+        cursor.close()
 
 
 def _connect_or_unreachable(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
@@ -123,7 +129,8 @@ def create_engine(url: str, *, echo: bool = False, timeout: float | None = None)
             pool_timeout=2 * wait,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(wait))
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        # Each engine has its own dialect: this one's transactions begin as IMMEDIATE.
+        engine.sync_engine.dialect.do_begin = _sqlite_begin  # type: ignore[method-assign]
         return engine
     connect_args: dict[str, Any] = {"timeout": wait}
     if timeout is not None:  # migrations and the CLI's own commands are not cut off
@@ -143,13 +150,35 @@ def create_engine(url: str, *, echo: bool = False, timeout: float | None = None)
     return engine
 
 
+class RegistrySession(AsyncSession):
+    """An :class:`AsyncSession` whose ``commit`` costs nothing when nothing was begun.
+
+    A request's session often runs no statement at all (an API key found in the cache, a
+    ticket signed before the shared insert): committing it would begin and commit an empty
+    transaction on SQLAlchemy's synchronous side (a greenlet switch and the commit events) to
+    the same effect, none: no connection is ever taken for it.
+    """
+
+    async def commit(self) -> None:
+        if self.in_transaction():
+            await super().commit()
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(
+        engine, class_=RegistrySession, expire_on_commit=False, autoflush=False
+    )
 
 
 async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A session for one unit of work: committed if the work succeeds, rolled back otherwise."""
-    async with factory() as session:
+    """A session for one unit of work: committed if the work succeeds, rolled back otherwise.
+
+    Closed at the end, unless it never held anything (no transaction, no object): closing
+    then does nothing, and ``AsyncSession``'s close runs in a task of its own (a task per
+    request, for most requests that never touched the registry).
+    """
+    session = factory()
+    try:
         try:
             yield session
             if session.in_transaction():
@@ -157,3 +186,6 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         except BaseException:
             await session.rollback()
             raise
+    finally:
+        if session.in_transaction() or session.sync_session.identity_map:
+            await session.__aexit__(None, None, None)  # close it, even if cancelled

@@ -10,6 +10,7 @@ where. Schemas then only ever see text that can be stored and sent back.
 from __future__ import annotations
 
 import email.message
+import functools
 import json
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -32,7 +33,10 @@ class InvalidJson(AppError):
     code = "invalid_json"
 
 
+@functools.lru_cache(maxsize=256)
 def _is_json(content_type: str | None) -> bool:
+    """Whether a body of this type is read as JSON (cached: clients send few types, and the
+    parse makes an ``email.message.Message``, once per request otherwise)."""
     if not content_type:
         return True  # FastAPI reads a body without a type as JSON
     message = email.message.Message()

@@ -142,3 +142,26 @@ async def test_malformed_file_id_is_422(alice: Caller) -> None:
     response = await alice.get("/api/v1/files/not-a-uuid")
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "validation_error"
+
+
+async def test_a_cached_key_opens_no_registry_session(app: FastAPI, alice: Caller) -> None:
+    """Authentication by a cached key costs no registry session: only a cache miss opens one
+    (its own, for the lookup). ``GET /api/v1/session`` itself needs no registry."""
+    assert (await alice.get("/api/v1/session")).status_code == 200  # the key is now cached
+    sessionmaker = app.state.sessionmaker
+    opened: list[object] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        session = sessionmaker(*args, **kwargs)
+        opened.append(session)
+        return session
+
+    app.state.sessionmaker = counting
+    try:
+        assert (await alice.get("/api/v1/session")).status_code == 200
+        assert opened == []
+        app.state.key_cache.clear()
+        assert (await alice.get("/api/v1/session")).status_code == 200  # a miss: looked up
+        assert len(opened) == 1
+    finally:
+        app.state.sessionmaker = sessionmaker

@@ -121,6 +121,8 @@ async def test_the_command_sweeps_purges_and_says_what_it_did(
         "orphan_uploads_aborted": 0,
         "leftover_files_removed": 0,
         "leftover_bytes_freed": 0,
+        "jobs_pruned": 0,
+        "events_pruned": 0,
         "errors": [],
         "store_unreachable": False,
         "purges_run": 0,

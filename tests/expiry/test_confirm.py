@@ -199,14 +199,17 @@ class TestConfirmWithin:
         expire = sweeper._expire
         raced = []
 
-        async def confirmed_meanwhile(session: AsyncSession, record: FileRecord, *a: Any) -> bool:
-            assert record.confirmed_at is None  # as the sweep read it
-            async with harness.app.state.sessionmaker() as other, other.begin():
-                fresh = await other.get(FileRecord, record.id)
-                assert fresh is not None
-                await confirm_file(other, fresh)
-            raced.append(record.id)
-            return await expire(session, record, *a)
+        async def confirmed_meanwhile(
+            session: AsyncSession, records: list[FileRecord], *a: Any
+        ) -> list[FileRecord]:
+            for record in records:
+                assert record.confirmed_at is None  # as the sweep read it
+                async with harness.app.state.sessionmaker() as other, other.begin():
+                    fresh = await other.get(FileRecord, record.id)
+                    assert fresh is not None
+                    await confirm_file(other, fresh)
+                raced.append(record.id)
+            return await expire(session, records, *a)
 
         monkeypatch.setattr(sweeper, "_expire", confirmed_meanwhile)
         report = await harness.sweep()

@@ -36,6 +36,7 @@ from tests.expiry.helpers import (
     whole,
 )
 from tests.support.clock import Clock
+from tests.support.statements import statements_of
 
 EXPIRED_REASON = "not uploaded within 1 hour"
 #: Past the pending limit and past the end of the month any key was made in, so that even an
@@ -368,3 +369,54 @@ async def test_a_purge_never_removes_a_file_that_is_not_expired(
     assert job.last_error == "GiveUp: the file is uploaded: its bytes are not purged"
     assert await harness.stored_bytes(file["key"]) == data(80)
     assert await status_of(alice, file["id"]) == "uploaded"
+
+
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
+async def test_a_batch_of_files_expires_in_a_few_statements_not_a_few_per_file(
+    test_clock: Clock, alice: Caller, harness: Harness, store_http: httpx.AsyncClient
+) -> None:
+    tickets = [await pending_put(alice, store_http, data(70 + n)) for n in range(5)]
+    test_clock.advance(seconds=PENDING_EXPIRY + 1)
+    with statements_of(harness.app.state.engine) as seen:
+        report = await harness.sweep()
+    assert report.expired_pending == 5
+    expiring = [t for t in seen.transactions if any(s.startswith("UPDATE files") for s in t)]
+    assert len(expiring) == 1
+    # The batch read, one UPDATE for the status read, the events, the purge jobs; on
+    # PostgreSQL one wake-up for the runners besides (jobs and events, in one NOTIFY).
+    notifies = [s for s in expiring[0] if s.startswith("SELECT pg_notify")]
+    postgres = harness.app.state.engine.dialect.name == "postgresql"
+    assert len(notifies) == (1 if postgres else 0)
+    assert len(expiring[0]) - len(notifies) == 4
+    assert len([s for s in expiring[0] if s.startswith("INSERT INTO jobs")]) == 1
+    assert sorted(str(j.file_id) for j in await harness.jobs()) == sorted(t["id"] for t in tickets)
+    for ticket in tickets:
+        assert [e[1] for e in await harness.events(ticket["id"])] == ["pending", "expired"]
+
+
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
+async def test_the_sweep_prunes_finished_jobs_and_dispatched_events_past_retention(
+    test_clock: Clock, alice: Caller, harness: Harness, store_http: httpx.AsyncClient
+) -> None:
+    from bigupload.jobs.kinds import PeriodicContext
+    from bigupload.notifications.dispatch import dispatch_round
+
+    tickets = [await pending_put(alice, store_http, data(80 + n)) for n in range(3)]
+    test_clock.advance(seconds=PENDING_EXPIRY + 1)
+    assert (await harness.sweep()).expired_pending == 3
+    assert await harness.run_purges() == 3
+    app = harness.app
+    context = PeriodicContext("t", app.state.settings, harness.storage, app.state.sessionmaker)
+    assert await dispatch_round(context) == 6  # pending and expired, of each file
+
+    test_clock.advance(days=8)  # past the jobs' retention (7 days), not the events' (30)
+    week = await harness.sweep()
+    assert (week.jobs_pruned, week.events_pruned) == (2, 0)  # the newest job is always kept
+    assert "pruned 2 finished job(s) and 0 file event(s)" in week.summary()
+    assert len(await harness.jobs()) == 1
+
+    test_clock.advance(days=30)
+    month = await harness.sweep()
+    assert (month.jobs_pruned, month.events_pruned) == (0, 5)  # the newest event is kept
+    remaining = [e for t in tickets for e in await harness.events(t["id"])]
+    assert [e[1] for e in remaining] == ["expired"]

@@ -70,8 +70,8 @@ class Workers:
             JOB_WORKER_LOG=str(self.log),
             BIGUPLOAD_JOB_POLL_INTERVAL="0.05",
             PYTHONUNBUFFERED="1",
-            **env,
         )
+        environment.update(env)  # may override the poll interval
         output = self.directory / f"{name}.out"
         with output.open("wb") as sink:
             proc = subprocess.Popen(

@@ -551,8 +551,8 @@ async def test_the_background_loop_never_runs_more_than_the_concurrency(
     counter = Counter()
     for _ in range(10):
         await registry.enqueue("test")
-    runner = registry.runner(
-        [JobKind("test", counter.run)], job_concurrency=3, job_poll_interval=0.01
+    runner = registry.runner(  # polling: rounds come without wake-ups
+        [JobKind("test", counter.run)], job_concurrency=3, job_poll_interval=0.01, job_notify="off"
     )
     await runner.start()
     await eventually(lambda: counter.now == 3, "three jobs running")

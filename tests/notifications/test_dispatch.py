@@ -20,9 +20,10 @@ from bigupload.db import create_engine, create_sessionmaker
 from bigupload.files.models import FileEvent
 from bigupload.jobs.kinds import PeriodicContext
 from bigupload.jobs.models import Job, JobStatus
-from bigupload.notifications.dispatch import DISPATCH, dispatch_events
+from bigupload.notifications.dispatch import DISPATCH, dispatch_events, dispatch_round
 from tests.api.helpers import uploaded
 from tests.conftest import Caller
+from tests.support.statements import statements_of
 
 ALL_URL = "http://127.0.0.1:9/all"
 DONE_URL = "http://127.0.0.1:9/done"
@@ -165,6 +166,29 @@ async def test_dispatching_twice_queues_nothing_more(app: FastAPI, alice: Caller
     assert len(before) == 5
 
 
+async def test_a_batch_queues_its_jobs_in_one_insert(app: FastAPI, alice: Caller) -> None:
+    await completed_file(alice)
+    await completed_file(alice, b"other bytes")
+    with statements_of(app.state.engine) as seen:
+        assert await dispatch_events(context(app)) == 8
+    assert len(seen.transactions) == 1
+    assert len(seen.starting("INSERT INTO jobs")) == 1
+    notifies = seen.starting("SELECT pg_notify")  # the runners' wake-up, on PostgreSQL
+    assert len(notifies) == (1 if app.state.engine.dialect.name == "postgresql" else 0)
+    # claim, order check, files, jobs, mark: not one per event
+    assert len(seen.all) - len(notifies) <= 5
+    assert len(await jobs_of(app)) == 10
+
+
+async def test_a_round_commits_between_batches(app: FastAPI, alice: Caller) -> None:
+    await completed_file(alice)
+    await completed_file(alice, b"other bytes")
+    with statements_of(app.state.engine) as seen:
+        assert await dispatch_round(context(app), batch=3) == 8
+    assert len(seen.transactions) == 3  # 3, 3, 2
+    assert len(await jobs_of(app)) == 10
+
+
 async def test_a_batch_takes_the_oldest_events_first(app: FastAPI, alice: Caller) -> None:
     await completed_file(alice)
     assert await dispatch_events(context(app), batch=3) == 3
@@ -186,6 +210,27 @@ class TestNoSinks:
         assert await dispatch_events(context(app)) == 4
         assert await undispatched(app) == 0
         assert await jobs_of(app) == []
+
+    async def test_a_round_is_one_update_per_batch_and_reads_nothing(
+        self, app: FastAPI, alice: Caller
+    ) -> None:
+        for n in range(2):
+            await completed_file(alice, bytes([n]))  # 8 events
+        with statements_of(app.state.engine) as seen:
+            assert await dispatch_events(context(app)) == 8
+        assert seen.transactions == [seen.starting("UPDATE file_events")]
+        assert len(seen.all) == 1
+        assert await undispatched(app) == 0
+
+        await completed_file(alice, b"more")  # 4 more: batches of 3, 1
+        with statements_of(app.state.engine) as seen:
+            assert await dispatch_round(context(app), batch=3) == 4
+        assert [len(t) for t in seen.transactions] == [1, 1]
+        assert len(seen.starting("UPDATE file_events")) == 2
+        assert await undispatched(app) == 0
+        with statements_of(app.state.engine) as seen:
+            assert await dispatch_round(context(app)) == 0
+        assert len(seen.all) == 1  # nothing to do: still one cheap statement
 
 
 class TestEmailAndSns:

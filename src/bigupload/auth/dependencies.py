@@ -3,6 +3,7 @@ session cookie (see :mod:`bigupload.auth.sessions`)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +11,6 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bigupload import clock
 from bigupload.auth import repository
@@ -25,7 +25,7 @@ from bigupload.auth.sessions import (
 )
 from bigupload.auth.tokens import TokenVerifier
 from bigupload.config import Settings
-from bigupload.dependencies import SessionDep
+from bigupload.db import session_scope
 from bigupload.errors import Forbidden, Unauthenticated
 
 _bearer = HTTPBearer(
@@ -49,16 +49,21 @@ class Principal:
     csrf_token: str | None = None
 
 
+#: A registry session of its own, for a lookup on a cache miss; committed and closed after.
+_registry = contextlib.asynccontextmanager(session_scope)
+
+
 async def current_principal(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """Who calls. A cached key, token or session costs no registry session: only a cache miss
+    opens one (its own, closed before the route runs) to look the caller up."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         cookie = request.cookies.get(COOKIE_NAME)
         if not cookie:
             raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
-        principal = await _signed_in(request, session, cookie)
+        principal = await _signed_in(request, cookie)
     else:
         # The hot path: a cached key costs one digest and one dictionary read.
         token = credentials.credentials
@@ -77,7 +82,8 @@ async def current_principal(
             )
             cache.put(digest, principal, until=verified.expires_at)
         else:
-            key = await repository.find_active(session, digest)
+            async with _registry(request.app.state.sessionmaker) as session:
+                key = await repository.find_active(session, digest)
             if key is None:
                 raise Unauthenticated(
                     "the API key is not valid or was revoked", code="invalid_api_key"
@@ -89,18 +95,17 @@ async def current_principal(
     return principal
 
 
-async def _signed_in(request: Request, session: AsyncSession, token: str) -> Principal:
+async def _signed_in(request: Request, token: str) -> Principal:
     """The principal of a session cookie, cached like keys; then the CSRF check."""
     settings: Settings = request.app.state.settings
     cache: KeyCache[Principal] = request.app.state.session_cache
     digest = hash_key(token)
     principal = cache.get(digest)
     if principal is None:
-        record = (
-            await repository.find_session(session, digest)
-            if len(token) <= MAX_TOKEN_LENGTH
-            else None
-        )
+        record = None
+        if len(token) <= MAX_TOKEN_LENGTH:
+            async with _registry(request.app.state.sessionmaker) as session:
+                record = await repository.find_session(session, digest)
         if record is None:
             raise _session_ended(
                 request, "the session is not valid (signed out, or its key was revoked)"

@@ -96,16 +96,16 @@ class Api:
         *,
         json: Any = None,
         params: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """The answer to a 2xx, retried on network failures, 5xx and 429; any other answer
         is raised as its :class:`BigUploadError`."""
         url = self.base_url + API_PREFIX + path
+        sent = {**self._auth, **headers} if headers else self._auth
 
         def attempt() -> httpx.Response:
             try:
-                response = self.http.request(
-                    method, url, json=json, params=params, headers=self._auth
-                )
+                response = self.http.request(method, url, json=json, params=params, headers=sent)
             except httpx.TransportError as exc:
                 raise retry.Retry(transport_error(exc, f"the server at {self._where}")) from exc
             if response.is_success:
@@ -120,8 +120,13 @@ class Api:
 
     # -- uploads ---------------------------------------------------------------------------
 
-    def create_upload(self, body: dict[str, Any]) -> dict[str, Any]:
-        data: dict[str, Any] = self.request("POST", "/uploads", json=body).json()
+    def create_upload(
+        self, body: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Begin an upload. With ``idempotency_key``, repeating the call (as the retries do, or
+        a later run that never saw the answer) answers the upload the first call began."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        data: dict[str, Any] = self.request("POST", "/uploads", json=body, headers=headers).json()
         return data
 
     def sign_parts(

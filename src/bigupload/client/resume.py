@@ -8,6 +8,10 @@ a temporary file, flushed to disk and renamed over the old one, so a process kil
 moment leaves the previous state or the new one. The store stays the judge of which parts it
 holds; the state only says which upload to ask about.
 
+Before the state exists, while the server is asked to begin the upload, a ``.key`` file beside
+it holds the create's ``Idempotency-Key``: a process killed before it saved the server's answer
+sends the same key again, and the server answers the upload it had begun instead of another.
+
 A lock file per path key (``fcntl.flock``, released by the kernel when the process dies) keeps
 two processes from uploading the same file to the same server at once.
 """
@@ -20,7 +24,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +36,7 @@ from bigupload.client.errors import UploadInProgressError
 
 CACHE_ENV = "BIGUPLOAD_CACHE_DIR"
 _VERSION = 1
+_KEY = re.compile(r"[0-9a-f-]{36}")
 
 
 def default_cache_dir() -> Path:
@@ -139,6 +146,39 @@ class StateStore:
     def _path(self, identity: FileIdentity) -> Path:
         return self.root / f"{identity.path_key}-{identity.version_key}.json"
 
+    def _key_path(self, identity: FileIdentity) -> Path:
+        return self.root / f"{identity.path_key}-{identity.version_key}.key"
+
+    def creation_key(self, identity: FileIdentity) -> str:
+        """The ``Idempotency-Key`` for beginning this file version's upload: the one an earlier
+        run saved if it never learnt the server's answer, else a new one, saved durably before
+        it is used."""
+        path = self._key_path(identity)
+        try:
+            key = path.read_text("ascii").strip()
+        except (OSError, ValueError):
+            key = ""
+        if _KEY.fullmatch(key):
+            return key
+        key = str(uuid.uuid4())
+        self._write(path, key.encode("ascii"))
+        return key
+
+    def forget_creation_key(self, identity: FileIdentity) -> None:
+        """Once the upload's state is saved (or its key is of no more use)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._key_path(identity).unlink()
+
+    def forget_stale_keys(self, identity: FileIdentity) -> None:
+        """Keys of other versions of the same file: their bytes are gone."""
+        if not self.root.is_dir():
+            return
+        current = self._key_path(identity)
+        for path in self.root.glob(f"{identity.path_key}-*.key"):
+            if path != current:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
     def load(self, identity: FileIdentity) -> UploadState | None:
         """The state of this very file version, if an upload of it is in progress.
 
@@ -176,9 +216,13 @@ class StateStore:
 
     def save(self, identity: FileIdentity, state: UploadState) -> None:
         """Replace the state, atomically and durably."""
+        self._write(
+            self._path(identity), json.dumps(state.to_json(), separators=(",", ":")).encode()
+        )
+
+    def _write(self, target: Path, data: bytes) -> None:
+        """Replace ``target`` with ``data``, atomically and durably."""
         self.root.mkdir(parents=True, exist_ok=True)
-        target = self._path(identity)
-        data = json.dumps(state.to_json(), separators=(",", ":")).encode()
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -199,6 +243,7 @@ class StateStore:
     def discard(self, identity: FileIdentity) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(identity).unlink()
+        self.forget_creation_key(identity)
 
     @contextlib.contextmanager
     def lock(self, identity: FileIdentity) -> Iterator[None]:

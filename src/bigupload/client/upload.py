@@ -11,6 +11,7 @@ import contextlib
 import logging
 import mimetypes
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +128,7 @@ class Upload:
             options.multipart is None and self.source.size <= WHOLE_CHECKSUM_LIMIT
         ):
             body["checksum_sha256"] = self.source.sha256(0, self.source.size).hex()
-        ticket = ticket_from_json(self.api.create_upload(body))
+        ticket = ticket_from_json(self._create(body))
         if isinstance(ticket, MultipartTicket):
             state = UploadState(
                 *self._identity_fields(),
@@ -140,9 +141,11 @@ class Upload:
             )
             self._check_layout(state)
             self._save(state)
+            self.states.forget_creation_key(self.identity)
             return self._multipart(state, stored={})
         state = UploadState(*self._identity_fields(), file_id=ticket.id, method="PUT")
         self._save(state)
+        self.states.forget_creation_key(self.identity)
         try:
             send_single(
                 self.http, self.policy, self.source, ticket.url, ticket.headers, self.progress
@@ -151,6 +154,28 @@ class Upload:
         except BaseException:
             self._abandon(state)
             raise
+
+    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Begin the upload under an ``Idempotency-Key``: saved before it is sent when resuming
+        is on, so that a run killed before it saved the answer is answered the same upload
+        when it runs again (and, always, so that the create's own retries begin one upload)."""
+        if not self.options.resume:
+            return self.api.create_upload(body, idempotency_key=str(uuid.uuid4()))
+        key = self.states.creation_key(self.identity)
+        try:
+            return self.api.create_upload(body, idempotency_key=key)
+        except (ConflictError, InvalidRequestError) as exc:
+            if exc.code not in ("idempotency_key_spent", "idempotency_key_mismatch"):
+                raise
+            # The upload an earlier run began under this key is over (expired, say) or was
+            # begun with other options: leave it, and begin this one under a new key.
+            details = exc.details if isinstance(exc.details, dict) else {}
+            log.info("cannot go on with upload %s (%s): starting over", details.get("file_id"), exc)
+            if exc.code == "idempotency_key_mismatch" and details.get("file_id"):
+                self._abort_quietly(str(details["file_id"]))
+            self.states.forget_creation_key(self.identity)
+            key = self.states.creation_key(self.identity)
+            return self.api.create_upload(body, idempotency_key=key)
 
     def _identity_fields(self) -> tuple[str, str, int, int]:
         i = self.identity
@@ -287,6 +312,7 @@ class Upload:
 
     def _forget_stale(self) -> None:
         """Abort uploads of earlier versions of this file: their bytes are gone."""
+        self.states.forget_stale_keys(self.identity)
         for path, state in self.states.stale(self.identity):
             if state is not None:
                 log.info("the file changed since upload %s began: aborting it", state.file_id)

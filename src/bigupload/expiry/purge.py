@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from bigupload.files.models import FileRecord
 from bigupload.files.status import FileStatus
 from bigupload.jobs.kinds import GiveUp, JobContext, JobKind, Retry, exponential_backoff
 from bigupload.jobs.models import Job, JobStatus
-from bigupload.jobs.queue import ENQUEUED, enqueue
+from bigupload.jobs.queue import ENQUEUED, enqueue, enqueue_many
 from bigupload.storage.base import StorageError, StorageUnreachable, UploadNotFound
 
 log = logging.getLogger("bigupload.expiry")
@@ -109,6 +110,26 @@ async def enqueue_purge(
         owner=record.owner,
         dedupe_key=dedupe_key(record.id),
         run_at=run_at,
+    )
+
+
+async def enqueue_purges(
+    session: AsyncSession, records: Sequence[FileRecord], settings: Settings
+) -> None:
+    """:func:`enqueue_purge` for each of ``records``, due now, in one statement."""
+    await enqueue_many(
+        session,
+        [
+            {
+                "kind": PURGE.name,
+                "payload": {"key": record.key, "upload_id": record.multipart_upload_id},
+                "max_attempts": max(PURGE.max_attempts or 0, settings.job_max_attempts),
+                "file_id": record.id,
+                "owner": record.owner,
+                "dedupe_key": dedupe_key(record.id),
+            }
+            for record in records
+        ],
     )
 
 

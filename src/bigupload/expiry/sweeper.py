@@ -1,6 +1,6 @@
 """The sweeper: expire what was never finished or never confirmed, abort forgotten uploads.
 
-One sweep does four things:
+One sweep does five things:
 
 1. Files still ``pending`` ``pending_expiry_seconds`` after they were created become ``expired``,
    and a ``purge`` job is queued in the same transaction to free their bytes and parts.
@@ -16,6 +16,8 @@ One sweep does four things:
 4. Files that writes cut off by a crash left in the store (the local store's ``tmp/``: an upload
    or a join killed half-way) are removed, never one a live request of any process writes; the
    report counts the files and bytes freed.
+5. Finished jobs and old file events past their retention are deleted
+   (:mod:`bigupload.expiry.retention`).
 
 Every change is a conditional transition, so sweeps in several processes at once change each
 file once; the :data:`SWEEP` periodic is also exclusive (one process at a time holds its lease).
@@ -25,6 +27,7 @@ store is being asked (SQLite has a single connection).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -33,14 +36,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, exists, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bigupload import clock
 from bigupload.config import Settings
-from bigupload.expiry.purge import PURGE, enqueue_purge
-from bigupload.files import repository
-from bigupload.files.models import FileRecord
+from bigupload.expiry import retention
+from bigupload.expiry.purge import PURGE, enqueue_purges
+from bigupload.files.models import FileEvent, FileRecord
 from bigupload.files.status import READABLE, FileStatus
 from bigupload.jobs.kinds import Periodic, PeriodicContext
 from bigupload.jobs.models import Job, JobStatus
@@ -56,7 +59,7 @@ from bigupload.storage.base import (
 log = logging.getLogger("bigupload.expiry")
 
 #: Files changed per transaction, and keys looked up per query.
-BATCH = 200
+BATCH = 100
 #: Where bigupload makes every key (``uploads/<owner>/<yyyy>/<mm>/<uuid>``).
 UPLOAD_PREFIX = "uploads/"
 _OUR_KEY = re.compile(r"uploads/[^/]+/(?P<year>\d{4})/(?P<month>\d{2})/[^/]+")
@@ -74,6 +77,9 @@ class SweepReport:
     #: Files an upload cut off by a crash left in the store (the local store's ``tmp/``).
     leftover_files_removed: int = 0
     leftover_bytes_freed: int = 0
+    #: Deleted past their retention: finished jobs, and file events.
+    jobs_pruned: int = 0
+    events_pruned: int = 0
     errors: list[str] = field(default_factory=list)
     #: The store could not be reached: the uploads it holds were not looked at.
     store_unreachable: bool = False
@@ -87,6 +93,11 @@ class SweepReport:
             text += (
                 f", removed {self.leftover_files_removed} leftover file(s) "
                 f"({self.leftover_bytes_freed} bytes)"
+            )
+        if self.jobs_pruned or self.events_pruned:
+            text += (
+                f", pruned {self.jobs_pruned} finished job(s) and {self.events_pruned} "
+                "file event(s)"
             )
         if self.errors:
             text += f", {len(self.errors)} error(s): {self.errors[0]}"
@@ -142,14 +153,18 @@ async def sweep(
     await _abort_orphans(sessionmaker, storage, now - pending_limit, report)
     if not report.store_unreachable:
         await _remove_leftovers(storage, report)
+    report.jobs_pruned, report.events_pruned = await retention.prune(sessionmaker, settings, now)
     log.info(
         "sweep: expired_pending=%d expired_unconfirmed=%d orphan_uploads_aborted=%d "
-        "leftover_files_removed=%d leftover_bytes_freed=%d errors=%d",
+        "leftover_files_removed=%d leftover_bytes_freed=%d jobs_pruned=%d events_pruned=%d "
+        "errors=%d",
         report.expired_pending,
         report.expired_unconfirmed,
         report.orphan_uploads_aborted,
         report.leftover_files_removed,
         report.leftover_bytes_freed,
+        report.jobs_pruned,
+        report.events_pruned,
         len(report.errors),
     )
     return report
@@ -167,56 +182,73 @@ async def _expire_all(
     guard: Sequence[ColumnElement[bool]],
     reason: str,
 ) -> int:
-    """Expire every file matching ``criteria``, a batch per transaction, oldest first."""
+    """Expire every file matching ``criteria``, a batch per transaction, oldest first (a few
+    statements per batch, not a few per file; the loop is given back between batches)."""
     expired = 0
     after: tuple[datetime, uuid.UUID] | None = None
     while True:
         async with sessionmaker() as session, session.begin():
             query = select(FileRecord).where(*criteria)
-            if after is not None:
-                query = query.where(
-                    or_(
-                        FileRecord.created_at > after[0],
-                        and_(FileRecord.created_at == after[0], FileRecord.id > after[1]),
-                    )
-                )
+            if after is not None:  # a row value: the index range starts there, on PostgreSQL too
+                query = query.where(tuple_(FileRecord.created_at, FileRecord.id) > tuple_(*after))
             query = query.order_by(FileRecord.created_at, FileRecord.id).limit(BATCH)
             batch = list((await session.execute(query)).scalars().all())
-            for record in batch:
-                if await _expire(session, record, now, reason, guard):
-                    await enqueue_purge(session, record, settings)
-                    expired += 1
+            moved = await _expire(session, batch, now, reason, guard)
+            await enqueue_purges(session, moved, settings)
+            expired += len(moved)
         if len(batch) < BATCH:
             return expired
         after = (batch[-1].created_at, batch[-1].id)
+        await asyncio.sleep(0)  # requests waiting for the registry go first
 
 
 async def _expire(
     session: AsyncSession,
-    record: FileRecord,
+    records: Sequence[FileRecord],
     now: datetime,
     reason: str,
     guard: Sequence[ColumnElement[bool]],
-) -> bool:
-    """Move ``record`` from the status it was read in to ``expired`` unless it changed since
-    (or ``guard`` no longer holds); the event is appended only by the process that moved it."""
-    current = record.status
-    result = await session.execute(
-        update(FileRecord)
-        .where(FileRecord.id == record.id, FileRecord.status == current, *guard)
-        .values(
-            status=FileStatus.EXPIRED.value,
-            updated_at=now,
-            expires_at=now,
-            error=reason,
+) -> list[FileRecord]:
+    """Move ``records`` from the status each was read in to ``expired``, except those that
+    changed since (or for which ``guard`` no longer holds): one ``UPDATE`` per status read.
+    Events are appended only for the files this process moved; answer those."""
+    moved: list[FileRecord] = []
+    for current in sorted({record.status for record in records}):
+        ids = [record.id for record in records if record.status == current]
+        result = await session.execute(
+            update(FileRecord)
+            .where(FileRecord.id.in_(ids), FileRecord.status == current, *guard)
+            .values(
+                status=FileStatus.EXPIRED.value,
+                updated_at=now,
+                expires_at=now,
+                error=reason,
+            )
+            .returning(FileRecord.id)
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    )
-    if not getattr(result, "rowcount", 0):
-        return False
-    repository.add_event(session, record, current, FileStatus.EXPIRED.value, reason)
-    log.debug("file %s expired (%s, was %s) key=%s", record.id, reason, current, record.key)
-    return True
+        changed = set(result.scalars().all())
+        for record in records:
+            if record.id in changed:
+                log.debug(
+                    "file %s expired (%s, was %s) key=%s", record.id, reason, current, record.key
+                )
+                moved.append(record)
+    if moved:  # one INSERT (the ORM would insert them one by one to learn their ids)
+        events = [
+            {
+                "file_id": record.id,
+                "owner": record.owner,
+                "from_status": record.status,
+                "to_status": FileStatus.EXPIRED.value,
+                "reason": reason,
+                "created_at": clock.now(),
+                "dispatched": False,
+            }
+            for record in moved
+        ]
+        await session.execute(insert(FileEvent), events)
+    return moved
 
 
 # -- multipart uploads nobody owns ---------------------------------------------------------------

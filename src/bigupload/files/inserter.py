@@ -3,6 +3,11 @@
 Each caller waits until the transaction holding its row has committed, so nobody answers for
 an uncommitted record. Rows that arrive while a batch is being written form the next batch:
 under load many rows share one commit, and a lone request pays for one transaction as before.
+
+A batch is two Core inserts on one connection of the engine, in one call into SQLAlchemy's
+synchronous side (no ORM session, no unit of work, one greenlet switch for the whole
+transaction); open event streams and the outbox dispatcher are told of the new events once it
+has committed, as they are of any session's (:mod:`bigupload.jobs.wakeups`).
 """
 
 from __future__ import annotations
@@ -11,28 +16,34 @@ import asyncio
 import contextlib
 from typing import Any, cast
 
-from sqlalchemy import Table, inspect
+from sqlalchemy import Connection, Table, inspect
 from sqlalchemy import insert as insert_stmt
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bigupload.files.models import FileEvent, FileRecord
+from bigupload.jobs import wakeups
 
-_FILE_COLUMNS = tuple(inspect(FileRecord).column_attrs)
+
+def _column(attr: Any) -> tuple[str, str, Any]:
+    """(attribute, column, the column's scalar default or ``None``) of a mapped attribute."""
+    default = attr.columns[0].default
+    scalar = default.arg if default is not None and default.is_scalar else None
+    return attr.key, attr.columns[0].key, scalar
+
+
+_FILE_COLUMNS = tuple(_column(attr) for attr in inspect(FileRecord).column_attrs)
 _INSERT_FILE = insert_stmt(cast(Table, FileRecord.__table__))
 _INSERT_EVENT = insert_stmt(cast(Table, FileEvent.__table__))
 
 
-def _value(record: FileRecord, attr: Any) -> Any:
-    """The attribute's value, or its column's scalar default when unset (as a flush would)."""
-    value = getattr(record, attr.key)
-    default = attr.columns[0].default
-    if value is None and default is not None and default.is_scalar:
-        return default.arg
-    return value
-
-
 def _rows(record: FileRecord) -> tuple[dict[str, Any], dict[str, Any]]:
-    file_row = {attr.columns[0].key: _value(record, attr) for attr in _FILE_COLUMNS}
+    # A new record's values are in its ``__dict__`` (an unset attribute is absent, and reads as
+    # None); an unset or None value takes the column's scalar default, as a flush would.
+    values = record.__dict__
+    file_row: dict[str, Any] = {}
+    for attr, column, default in _FILE_COLUMNS:
+        value = values.get(attr)
+        file_row[column] = default if value is None and default is not None else value
     event_row = {
         "file_id": record.id,
         "owner": record.owner,
@@ -52,7 +63,10 @@ class FileInserter:
     """
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], max_batch: int = 500):
-        self._sessionmaker = sessionmaker
+        engine = sessionmaker.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("the sessionmaker must be bound to an AsyncEngine")
+        self._engine = engine
         self._max_batch = max_batch
         self._pending: list[tuple[dict[str, Any], dict[str, Any], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -82,16 +96,34 @@ class FileInserter:
     async def _write(
         self, batch: list[tuple[dict[str, Any], dict[str, Any], asyncio.Future[None]]]
     ) -> None:
+        files = [file for file, _, _ in batch]
+        events = [event for _, event, _ in batch]
+
+        def write(connection: Connection) -> None:
+            with connection.begin():
+                connection.execute(_INSERT_FILE, files)
+                connection.execute(_INSERT_EVENT, events)
+                wakeups.notify_in(connection, wakeups.EVENTS)
+
         try:
-            async with self._sessionmaker() as session, session.begin():
-                await session.execute(_INSERT_FILE, [file for file, _, _ in batch])
-                await session.execute(_INSERT_EVENT, [event for _, event, _ in batch])
+            # Not ``async with``: its exit closes in a task of its own, a task per batch. This
+            # task is the inserter's, which its callers never cancel (they shield it).
+            connection = await self._engine.connect()
+            try:
+                await connection.run_sync(write)
+            finally:
+                await connection.close()
         except BaseException as exc:
             if len(batch) == 1 or not isinstance(exc, Exception):
                 for _, _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
             raise
+        # Here, not at the top: the stream's module needs the API's dependencies, which need this.
+        from bigupload.notifications.stream import BELL
+
+        BELL.ring({event["owner"] for event in events})
+        wakeups.wake_local(wakeups.EVENTS)
         for _, _, done in batch:
             if not done.done():
                 done.set_result(None)

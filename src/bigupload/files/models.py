@@ -15,8 +15,23 @@ from bigupload.files.status import FileStatus
 
 class FileRecord(Base):
     __tablename__ = "files"
+    # Every list of ``GET /files`` is one owner's, newest first: each filter has an index that
+    # holds the owner, then the filtered columns, then the order, so that a page is a range of
+    # the index read from its end, never a scan or a sort (``repository.list_owned``).
     __table_args__ = (
         Index("ix_files_owner_created", "owner", "created_at", "id"),
+        Index("ix_files_owner_status_created", "owner", "status", "created_at", "id"),
+        Index("ix_files_owner_type_created", "owner", "content_type", "created_at", "id"),
+        Index(
+            "ix_files_owner_status_type_created",
+            "owner",
+            "status",
+            "content_type",
+            "created_at",
+            "id",
+        ),
+        # The sweeper's "pending since before X", oldest first.
+        Index("ix_files_status_created", "status", "created_at", "id"),
         Index("ux_files_owner_idempotency_key", "owner", "idempotency_key", unique=True),
     )
 
@@ -31,7 +46,7 @@ class FileRecord(Base):
     stored_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     checksum_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     etag: Mapped[str | None] = mapped_column(String(128), default=None)
-    status: Mapped[str] = mapped_column(String(16), default=FileStatus.PENDING, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=FileStatus.PENDING)
     multipart_upload_id: Mapped[str | None] = mapped_column(String(1024), default=None)
     part_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     part_checksums: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -53,11 +68,12 @@ class FileEvent(Base):
     """One status change. Rows are only ever appended; they outlive the file they describe."""
 
     __tablename__ = "file_events"
+    # A subscriber's events in order (the stream's resume): ``owner, id``.
     __table_args__ = (Index("ix_file_events_owner_id", "owner", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     file_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
-    owner: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(64))
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text, default=None)

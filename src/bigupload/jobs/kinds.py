@@ -111,9 +111,14 @@ class Periodic:
 
     ``exclusive`` work is done by one process at a time across all of them (a named lease in the
     registry); the rest must itself be safe to run in several processes at once.
+
+    Work ``notified_by`` a wake-up payload (:mod:`bigupload.jobs.wakeups`) is done at once when
+    one arrives; while the runner listens for them, its interval is at least
+    ``job_notify_poll_interval``.
     """
 
     name: str
     interval: Callable[[Settings], float]
     run: Callable[[PeriodicContext], Awaitable[object]]
     exclusive: bool = False
+    notified_by: str | None = None

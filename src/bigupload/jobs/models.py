@@ -25,6 +25,8 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_due", "status", "run_at"),
         Index("ix_jobs_ordering", "ordering_key", "id"),
+        #: Retention deletes the jobs that finished longest ago first.
+        Index("ix_jobs_finished", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bigupload import clock
 from bigupload.jobs.models import Job, JobStatus
+from bigupload.jobs.wakeups import ENQUEUED
 
-#: Jobs were added in this session: the runner of this process is woken once it commits.
-ENQUEUED = "bigupload.jobs.enqueued"
+__all__ = ["ENQUEUED", "enqueue"]
 
 
 async def enqueue(
@@ -33,7 +33,7 @@ async def enqueue(
     """Add a job to ``session``'s transaction; ``False`` if one with ``dedupe_key`` exists.
 
     The job becomes visible to workers when the caller commits, together with whatever change
-    made it necessary.
+    made it necessary; the commit wakes the runners (:mod:`bigupload.jobs.wakeups`).
     """
     now = clock.now()
     values = {
@@ -62,3 +62,31 @@ async def enqueue(
     if added:
         session.info[ENQUEUED] = True
     return added
+
+
+async def enqueue_many(session: AsyncSession, jobs: list[dict[str, Any]]) -> None:
+    """Add ``jobs`` (each the keyword arguments of :func:`enqueue` plus ``kind`` and
+    ``payload``) to ``session``'s transaction in one statement, in order; those whose
+    ``dedupe_key`` exists already are left out."""
+    if not jobs:
+        return
+    now = clock.now()
+    rows = [
+        {
+            "file_id": None,
+            "owner": None,
+            "dedupe_key": None,
+            "ordering_key": None,
+            "run_at": now,
+            **job,
+            "status": JobStatus.QUEUED.value,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for job in jobs
+    ]
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(insert_(Job).on_conflict_do_nothing(), rows)
+    session.info[ENQUEUED] = True

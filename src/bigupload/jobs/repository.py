@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, null, or_, select, update
+from sqlalchemy import Row, and_, exists, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -64,31 +64,35 @@ async def claim_due(
         earlier.id < Job.id,
         earlier.status.in_([QUEUED, RUNNING]),
     )
-    due = (
-        select(
-            Job.id,
-            Job.kind,
-            Job.payload,
-            Job.file_id,
-            Job.owner,
-            Job.status,
-            Job.attempts,
-            Job.max_attempts,
-        )
-        .where(
-            Job.kind.in_(sorted(kinds)),
-            or_(
-                and_(Job.status == QUEUED, Job.run_at <= now),
-                and_(Job.status == RUNNING, Job.locked_until < now),
-            ),
-            ~blocked,
-        )
-        .order_by(Job.run_at, Job.id)
-        .limit(limit)
+    columns = (
+        Job.id,
+        Job.kind,
+        Job.payload,
+        Job.file_id,
+        Job.owner,
+        Job.status,
+        Job.attempts,
+        Job.max_attempts,
+        Job.run_at,
     )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True, of=Job)
-    rows = (await session.execute(due)).all()
+    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+    rows: list[Row[Any]] = []
+    # Two queries, each a range of ix_jobs_due in the order wanted (one with an OR between
+    # them scans the whole table, finished jobs included); the first ``limit`` of both.
+    for due in (
+        and_(Job.status == QUEUED, Job.run_at <= now),
+        and_(Job.status == RUNNING, Job.locked_until < now),
+    ):
+        query = (
+            select(*columns)
+            .where(due, Job.kind.in_(sorted(kinds)), ~blocked)
+            .order_by(Job.run_at, Job.id)
+            .limit(limit)
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True, of=Job)
+        rows += (await session.execute(query)).all()
+    rows = sorted(rows, key=lambda row: (row.run_at, row.id))[:limit]
     lease = {
         "status": RUNNING,
         "locked_by": worker_id,
@@ -221,3 +225,20 @@ async def _write(
 
 def _json(value: dict[str, Any] | None) -> Any:
     return value if value is not None else null()  # SQL NULL, not JSON null
+
+
+async def next_due(session: AsyncSession, kinds: Iterable[str]) -> datetime | None:
+    """When the next job of ``kinds`` not due now becomes due: a queued job's ``run_at``, or a
+    running job's lease end (its worker may die). ``None`` if no such job is known."""
+    now = clock.now()
+    names = sorted(kinds)
+    queued = select(func.min(Job.run_at)).where(
+        Job.kind.in_(names), Job.status == QUEUED, Job.run_at > now
+    )
+    leased = select(func.min(Job.locked_until)).where(
+        Job.kind.in_(names), Job.status == RUNNING, Job.locked_until > now
+    )
+    query = select(queued.scalar_subquery(), leased.scalar_subquery())
+    found = (await session.execute(query)).one()
+    times = [t for t in found if t is not None]
+    return min(times) if times else None

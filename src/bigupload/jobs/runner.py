@@ -22,20 +22,17 @@ import random
 import secrets
 import socket
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bigupload import clock
 from bigupload.config import Settings
 from bigupload.db_errors import Problem, problem_of
-from bigupload.jobs import leases, repository
+from bigupload.jobs import leases, repository, wakeups
 from bigupload.jobs.kinds import (
     GiveUp,
     JobContext,
@@ -45,7 +42,6 @@ from bigupload.jobs.kinds import (
     PeriodicContext,
     Retry,
 )
-from bigupload.jobs.queue import ENQUEUED
 from bigupload.jobs.repository import Claimed
 from bigupload.storage.base import Storage
 
@@ -126,6 +122,9 @@ class JobRunner:
         self._loop_task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[bool]] = set()
         self._periodic_tasks: dict[str, asyncio.Task[object]] = {}
+        #: Periodics a wake-up made due now (``Periodic.notified_by``).
+        self._notified: set[str] = set()
+        self._listener: wakeups.Listener | None = None
 
     # -- the background loop -----------------------------------------------------------------
 
@@ -135,8 +134,10 @@ class JobRunner:
             return
         self._stopping = False
         self._loop = asyncio.get_running_loop()
-        _listen_for_commits()
-        _RUNNERS.add(self)
+        wakeups.register(self)
+        self._listener = self._make_listener()
+        if self._listener is not None:
+            self._listener.start()
         self._loop_task = asyncio.create_task(self._run(), name=f"jobs {self.worker_id}")
         log.info(
             "job runner %s started: kinds %s, periodics %s, %d at once",
@@ -153,8 +154,11 @@ class JobRunner:
         worker takes it over.
         """
         self._stopping = True
-        _RUNNERS.discard(self)
+        wakeups.unregister(self)
         self._wake.set()
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.stop()
         if self._loop_task is None:
             return
         task, self._loop_task = self._loop_task, None
@@ -174,12 +178,54 @@ class JobRunner:
         """Look for due jobs now rather than after the poll interval."""
         self._wake.set()
 
-    def _wake_from_any_thread(self) -> None:
+    def notified(self, payload: str) -> None:
+        """A wake-up (:mod:`bigupload.jobs.wakeups`): jobs were queued, or the periodics
+        ``notified_by`` ``payload`` have work."""
+        for name, periodic in self.periodics.items():
+            if periodic.notified_by == payload:
+                self._notified.add(name)
+        self._wake.set()
+
+    def notified_from_any_thread(self, payload: str) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(self.notified, payload)
+
+    @property
+    def listening(self) -> bool:
+        """Whether this runner is woken by LISTEN/NOTIFY now (PostgreSQL)."""
+        return self._listener is not None and self._listener.up
+
+    def _make_listener(self) -> wakeups.Listener | None:
+        engine = self.sessionmaker.kw.get("bind")
+        if self.settings.job_notify == "off" or not isinstance(engine, AsyncEngine):
+            return None
+        if not wakeups.can_listen(engine):
+            return None
+        return wakeups.Listener(
+            engine,
+            self.notified,
+            name=self.worker_id,
+            check_interval=self.settings.job_notify_poll_interval,
+        )
+
+    async def _idle_wait(self, caught_up: bool) -> float:
+        """How long to wait for a wake-up before looking for jobs again: the poll interval, or
+        while listening the longer one, but no longer than until a known job becomes due."""
+        if not self.listening:
+            return self.settings.job_poll_interval
+        wait = self.settings.job_notify_poll_interval
+        if caught_up and self.kinds:
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    due = await repository.next_due(session, self.kinds)
+            except Exception:  # the claim's own failure is what is logged
+                return self.settings.job_poll_interval
+            if due is not None:
+                wait = min(wait, max(0.0, (due - clock.now()).total_seconds()))
+        return wait
 
     async def _run(self) -> None:
         now = clock.now()
@@ -188,6 +234,7 @@ class JobRunner:
             self._wake.clear()
             self._start_due_periodics(next_due)
             free = self.settings.job_concurrency - len(self._jobs)
+            caught_up = free > 0  # then: unless a full batch came, every due job is claimed
             if free > 0:
                 try:
                     claims = await self._claim(free)
@@ -196,6 +243,7 @@ class JobRunner:
                     claims = []
                 else:
                     self._loop_recovered("claim")
+                caught_up = len(claims) < free
                 for claim in claims:
                     task = asyncio.create_task(self._execute(claim), name=f"job {claim.id}")
                     self._jobs.add(task)
@@ -203,7 +251,7 @@ class JobRunner:
             self.stats.rounds += 1
             if self._stopping:
                 break
-            wait = self.settings.job_poll_interval
+            wait = await self._idle_wait(caught_up)
             waiting = [due for name, due in next_due.items() if name not in self._periodic_tasks]
             if waiting:  # (one still running wakes the loop when it ends)
                 until_periodic = (min(waiting) - clock.now()).total_seconds()
@@ -220,9 +268,15 @@ class JobRunner:
     def _start_due_periodics(self, next_due: dict[str, datetime]) -> None:
         now = clock.now()
         for name, periodic in self.periodics.items():
-            if now < next_due[name] or name in self._periodic_tasks:
+            if name in self._periodic_tasks:
                 continue
-            next_due[name] = now + timedelta(seconds=periodic.interval(self.settings))
+            if now < next_due[name] and name not in self._notified:
+                continue
+            self._notified.discard(name)
+            interval = periodic.interval(self.settings)
+            if periodic.notified_by is not None and self.listening:
+                interval = max(interval, self.settings.job_notify_poll_interval)
+            next_due[name] = now + timedelta(seconds=interval)
             task = asyncio.create_task(self._periodic_logged(periodic), name=f"periodic {name}")
             self._periodic_tasks[name] = task
             task.add_done_callback(self._periodic_ended)
@@ -541,26 +595,3 @@ async def _wait_or_cancel(tasks: set[asyncio.Task[Any]], seconds: float) -> int:
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
     return len(pending)
-
-
-# -- waking runners when jobs are committed ----------------------------------------------------
-
-#: The started runners of this process.
-_RUNNERS: weakref.WeakSet[JobRunner] = weakref.WeakSet()
-
-
-def _after_commit(session: Session) -> None:
-    if session.info.pop(ENQUEUED, False):
-        for runner in list(_RUNNERS):
-            runner._wake_from_any_thread()
-
-
-def _after_rollback(session: Session) -> None:
-    session.info.pop(ENQUEUED, None)
-
-
-def _listen_for_commits() -> None:
-    """Wake this process's runners when a session that enqueued jobs commits."""
-    if not event.contains(Session, "after_commit", _after_commit):
-        event.listen(Session, "after_commit", _after_commit)
-        event.listen(Session, "after_rollback", _after_rollback)

@@ -2,7 +2,10 @@
 
 Status events are appended in the same transaction as the change they record, so none is lost;
 this periodic work claims the ones not yet dispatched, queues their webhook, e-mail and SNS jobs
-and marks them dispatched, all in one short transaction. Several processes may run it at once:
+and marks them dispatched, :data:`BATCH` events per short transaction (committed, and the loop
+given back to requests, before the next batch: SQLite has one connection). With no sink
+configured a batch is one ``UPDATE`` that marks the oldest events dispatched, nothing read.
+Several processes may run it at once:
 on PostgreSQL each claims different events (``FOR UPDATE SKIP LOCKED``), on SQLite writers take
 turns, and every job carries a dedupe key besides.
 
@@ -14,9 +17,11 @@ claimed by another dispatcher; it leaves it for a later round.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bigupload.config import Settings, WebhookEndpoint
 from bigupload.files.models import FileEvent, FileRecord
 from bigupload.jobs.kinds import Periodic, PeriodicContext
-from bigupload.jobs.queue import enqueue
+from bigupload.jobs.queue import enqueue_many
+from bigupload.jobs.wakeups import EVENTS
 from bigupload.notifications.documents import event_document, event_type
 
 WEBHOOK_KIND = "webhook"
@@ -54,16 +60,24 @@ def _has_sinks(settings: Settings) -> bool:
     return bool(settings.webhooks or settings.smtp_url or settings.sns_publish_topic_arn)
 
 
-async def dispatch_events(ctx: PeriodicContext, batch: int = 500) -> int:
-    """Queue the notification jobs of up to ``batch`` undispatched events; answer how many."""
+#: Events per transaction.
+BATCH = 100
+#: Batches per round at most; the rest waits for the next round.
+MAX_BATCHES = 100
+
+
+async def dispatch_events(ctx: PeriodicContext, batch: int = BATCH) -> int:
+    """Queue the notification jobs of up to ``batch`` undispatched events, in one transaction;
+    answer how many events were dispatched."""
+    if not _has_sinks(ctx.settings):
+        return await _mark_dispatched(ctx, batch)
     async with ctx.sessionmaker() as session, session.begin():
         events = await _claim(session, batch)
         if not events:
             return 0
         events = await _in_order(session, events)
-        if _has_sinks(ctx.settings) and events:
-            await _enqueue_jobs(session, ctx.settings, events)
         if events:
+            await _enqueue_jobs(session, ctx.settings, events)
             await session.execute(
                 update(FileEvent)
                 .where(FileEvent.id.in_([e.id for e in events]))
@@ -71,6 +85,40 @@ async def dispatch_events(ctx: PeriodicContext, batch: int = 500) -> int:
                 .execution_options(synchronize_session=False)
             )
         return len(events)
+
+
+async def _mark_dispatched(ctx: PeriodicContext, batch: int) -> int:
+    """No sink: mark the oldest ``batch`` undispatched events dispatched, in one statement."""
+    oldest = (
+        select(FileEvent.id)
+        .where(FileEvent.dispatched.is_(False))
+        .order_by(FileEvent.id)
+        .limit(batch)
+    )
+    async with ctx.sessionmaker() as session, session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            oldest = oldest.with_for_update(skip_locked=True)
+        result = await session.execute(
+            update(FileEvent)
+            .where(FileEvent.id.in_(oldest.scalar_subquery()))
+            .values(dispatched=True)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def dispatch_round(ctx: PeriodicContext, batch: int = BATCH) -> int:
+    """Dispatch batch after batch (each its own transaction, the loop yielded between them, so
+    waiting requests take the registry first) until the backlog is done or
+    :data:`MAX_BATCHES` were; answer how many events were dispatched."""
+    total = 0
+    for _ in range(MAX_BATCHES):
+        done = await dispatch_events(ctx, batch)
+        total += done
+        if done < batch:
+            break
+        await asyncio.sleep(0)
+    return total
 
 
 async def _claim(session: AsyncSession, batch: int) -> list[FileEvent]:
@@ -114,56 +162,62 @@ async def _enqueue_jobs(
             await session.execute(select(FileRecord).where(FileRecord.id.in_(file_ids)))
         ).scalars()
     }
+    jobs: list[dict[str, Any]] = []
     for event in events:
         document = event_document(event, records.get(event.file_id))
+        about = {"file_id": event.file_id, "owner": event.owner}
         for endpoint in endpoints_for(settings, event_type(event.to_status)):
             tag = endpoint_tag(endpoint.url)
-            await enqueue(
-                session,
-                WEBHOOK_KIND,
+            jobs.append(
                 {
-                    "document": document,
-                    "endpoint": endpoint.url,
-                    "webhook_id": webhook_id(event.id),
-                },
-                max_attempts=settings.webhook_max_attempts,
-                dedupe_key=f"webhook:{tag}:{event.id}",
-                ordering_key=webhook_ordering_key(endpoint.url, event.file_id),
-                file_id=event.file_id,
-                owner=event.owner,
+                    "kind": WEBHOOK_KIND,
+                    "payload": {
+                        "document": document,
+                        "endpoint": endpoint.url,
+                        "webhook_id": webhook_id(event.id),
+                    },
+                    "max_attempts": settings.webhook_max_attempts,
+                    "dedupe_key": f"webhook:{tag}:{event.id}",
+                    "ordering_key": webhook_ordering_key(endpoint.url, event.file_id),
+                    **about,
+                }
             )
         if settings.smtp_url and event.to_status in settings.email_events:
-            await enqueue(
-                session,
-                EMAIL_KIND,
-                {"document": document},
-                max_attempts=settings.job_max_attempts,
-                dedupe_key=f"email:{event.id}",
-                ordering_key=f"email:{event.file_id}",
-                file_id=event.file_id,
-                owner=event.owner,
+            jobs.append(
+                {
+                    "kind": EMAIL_KIND,
+                    "payload": {"document": document},
+                    "max_attempts": settings.job_max_attempts,
+                    "dedupe_key": f"email:{event.id}",
+                    "ordering_key": f"email:{event.file_id}",
+                    **about,
+                }
             )
         if settings.sns_publish_topic_arn:
-            await enqueue(
-                session,
-                SNS_KIND,
-                {"document": document},
-                max_attempts=settings.job_max_attempts,
-                dedupe_key=f"sns:{event.id}",
-                ordering_key=f"sns:{event.file_id}",  # a file's events in order
-                file_id=event.file_id,
-                owner=event.owner,
+            jobs.append(
+                {
+                    "kind": SNS_KIND,
+                    "payload": {"document": document},
+                    "max_attempts": settings.job_max_attempts,
+                    "dedupe_key": f"sns:{event.id}",
+                    "ordering_key": f"sns:{event.file_id}",  # a file's events in order
+                    **about,
+                }
             )
+    await enqueue_many(session, jobs)  # one statement, in event order (job ids follow)
 
 
 async def _run(ctx: PeriodicContext) -> int:
-    return await dispatch_events(ctx)
+    return await dispatch_round(ctx)
 
 
-#: Every ``job_poll_interval`` seconds, in every process that runs jobs.
+#: Every ``job_poll_interval`` seconds, in every process that runs jobs, and at once when events
+#: are committed (in this process, or on PostgreSQL in any: then every
+#: ``job_notify_poll_interval`` seconds besides).
 DISPATCH = Periodic(
     name="dispatch",
     interval=lambda settings: settings.job_poll_interval,
     run=_run,
     exclusive=False,
+    notified_by=EVENTS,
 )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Header, Response, status
 
 from bigupload.auth.dependencies import PrincipalDep
 from bigupload.dependencies import FileInserterDep, SessionDep, SettingsDep, StorageDep
@@ -37,11 +38,18 @@ router = APIRouter(prefix="/uploads", tags=["uploads"], route_class=ApiRoute)
     status_code=status.HTTP_201_CREATED,
     summary="Start an upload: record the file and sign where to send it",
     responses={
+        409: {
+            "model": ErrorBody,
+            "description": "`idempotency_key_spent`: the upload this `Idempotency-Key` began "
+            "is no longer pending (`details` names the file and its status).",
+        },
         413: {"model": ErrorBody, "description": "Larger than the configured limits."},
         415: {"model": ErrorBody, "description": "Content type not in the allow-list."},
         422: {
             "model": ErrorBody,
-            "description": "Invalid filename, content type, size, checksum or metadata.",
+            "description": "Invalid filename, content type, size, checksum, metadata or "
+            "`Idempotency-Key`; or `idempotency_key_mismatch`: the key began an upload with "
+            "other parameters.",
         },
         **STORE_FULL_RESPONSE,  # beginning a multipart upload writes to the local store
     },
@@ -54,9 +62,28 @@ async def create_upload(
     settings: SettingsDep,
     inserter: FileInserterDep,
     response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Makes the create safe to repeat: the same request under the same key "
+            "(by the same owner) answers the upload the first one began, URLs signed anew, "
+            "instead of beginning another. Printable ASCII, at most 255 characters; a random "
+            "UUID per upload is a good key.",
+        ),
+    ] = None,
 ) -> SingleUploadTicket | MultipartUploadTicket:
     ticket = await service.create_upload(
-        session, inserter, principal.owner, body, storage, settings
+        session,
+        inserter,
+        principal.owner,
+        body,
+        storage,
+        settings,
+        idempotency_key=idempotency_key,
     )
     response.headers["Location"] = f"/api/v1/files/{ticket.id}"
     return ticket

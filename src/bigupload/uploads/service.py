@@ -6,6 +6,7 @@ import contextlib
 import logging
 import uuid
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bigupload import clock
@@ -41,6 +42,8 @@ from bigupload.uploads.schemas import (
 from bigupload.uploads.sizing import PartSizer
 
 log = logging.getLogger("bigupload.uploads")
+
+Ticket = SingleUploadTicket | MultipartUploadTicket
 
 
 def object_key(owner: str, file_id: uuid.UUID) -> str:
@@ -86,11 +89,21 @@ async def create_upload(
     request: CreateUpload,
     storage: Storage,
     settings: Settings,
-) -> SingleUploadTicket | MultipartUploadTicket:
+    *,
+    idempotency_key: str | None = None,
+) -> Ticket:
     """Record the file and sign its ticket: the ticket is answered only once the record is
-    committed, and a ticket that cannot be signed leaves no record."""
+    committed, and a ticket that cannot be signed leaves no record.
+
+    With an ``idempotency_key``, a repeat of the same request by the same owner (a client that
+    lost the answer, or was killed before it saved it) answers the upload the first one began,
+    freshly signed, instead of beginning another (see :func:`_replay`)."""
     multipart = wants_multipart(request, settings)
     check_limits(request, settings, multipart=multipart)
+    if idempotency_key is not None:
+        existing = await repository.by_idempotency_key(session, owner, idempotency_key)
+        if existing is not None:
+            return await _replay(session, existing, request, storage, settings)
     record = new_record(
         owner,
         storage,
@@ -100,33 +113,128 @@ async def create_upload(
         metadata=request.metadata,
         checksum_sha256=request.checksum_sha256,
         part_checksums=multipart and request.part_checksums,
+        idempotency_key=idempotency_key,
     )
-    if multipart:
-        return await _create_multipart(session, inserter, record, request, storage, settings)
     try:
-        ticket = storage.presign_put(
+        if multipart:
+            record.part_size = PartSizer(settings.part_size).part_size(
+                request.size, request.part_size
+            )
+            await begin_multipart(session, inserter, record, storage)
+            return _multipart_ticket(record)
+        ticket = _single_ticket(record, storage, settings)
+        await session.commit()  # hold no registry connection while the shared insert runs
+        await inserter.insert(record)
+    except IntegrityError:
+        # A racing repeat of this create won: answer its upload (ours left nothing behind).
+        if idempotency_key is None:
+            raise
+        existing = await repository.by_idempotency_key(session, owner, idempotency_key)
+        if existing is None:
+            raise
+        return await _replay(session, existing, request, storage, settings)
+    return ticket
+
+
+def _single_ticket(record: FileRecord, storage: Storage, settings: Settings) -> SingleUploadTicket:
+    assert record.size is not None  # creates always declare it
+    try:
+        signed = storage.presign_put(
             record.key,
             content_type=record.content_type,
-            size=request.size,
-            checksum_sha256=bytes.fromhex(request.checksum_sha256)
-            if request.checksum_sha256
+            size=record.size,
+            checksum_sha256=bytes.fromhex(record.checksum_sha256)
+            if record.checksum_sha256
             else None,
             expires_in=settings.url_expiry_seconds,
         )
     except StorageUnreachable as exc:
         raise StorageUnavailable(str(exc)) from exc
-    await session.commit()  # hold no registry connection while the shared insert runs
-    await inserter.insert(record)
     return SingleUploadTicket(
         id=record.id,
         key=record.key,
         bucket=record.bucket,
         status=FileStatus.PENDING,
         method="PUT",
-        url=ticket.url,
-        headers=ticket.headers,
-        expires_at=ticket.expires_at,
+        url=signed.url,
+        headers=signed.headers,
+        expires_at=signed.expires_at,
     )
+
+
+def _multipart_ticket(record: FileRecord) -> MultipartUploadTicket:
+    assert record.multipart_upload_id is not None
+    assert record.part_size is not None and record.size is not None
+    return MultipartUploadTicket(
+        id=record.id,
+        key=record.key,
+        bucket=record.bucket,
+        status=FileStatus.PENDING,
+        method="multipart",
+        upload_id=record.multipart_upload_id,
+        part_size=record.part_size,
+        part_count=PartSizer.part_count(record.size, record.part_size),
+        part_checksums=record.part_checksums,
+    )
+
+
+def _same_request(record: FileRecord, request: CreateUpload, settings: Settings) -> bool:
+    """Whether ``request`` asks for exactly the upload ``record`` was begun as."""
+    multipart = wants_multipart(request, settings)
+    if (record.multipart_upload_id is not None) != multipart:
+        return False
+    if multipart and request.part_size is not None:
+        wanted = PartSizer(settings.part_size).part_size(request.size, request.part_size)
+        if wanted != record.part_size:
+            return False
+    return (
+        record.filename,
+        record.content_type,
+        record.size,
+        record.checksum_sha256,
+        dict(record.user_metadata),
+        record.part_checksums,
+    ) == (
+        request.filename,
+        request.content_type,
+        request.size,
+        request.checksum_sha256,
+        request.metadata,
+        multipart and request.part_checksums,
+    )
+
+
+async def _replay(
+    session: AsyncSession,
+    record: FileRecord,
+    request: CreateUpload,
+    storage: Storage,
+    settings: Settings,
+) -> Ticket:
+    """The ticket of the upload an earlier create with the same key began: the same file,
+    upload id and parts, URLs signed anew. A different request under the key is refused (422
+    ``idempotency_key_mismatch``); an upload past ``pending`` has no ticket to give (409
+    ``idempotency_key_spent``, naming the file)."""
+    await session.commit()  # hold no registry connection while signing
+    if not _same_request(record, request, settings):
+        raise AppError(
+            f"this Idempotency-Key began upload {record.id} with other parameters: "
+            "use a new key for a different upload",
+            code="idempotency_key_mismatch",
+            status=422,
+            details={"file_id": str(record.id)},
+        )
+    if FileStatus(record.status) != FileStatus.PENDING:
+        raise Conflict(
+            f"this Idempotency-Key began upload {record.id}, which is {record.status}: "
+            "use a new key to upload again",
+            code="idempotency_key_spent",
+            details={"file_id": str(record.id), "status": record.status},
+        )
+    log.info("create repeated with its Idempotency-Key: answering upload %s", record.id)
+    if record.multipart_upload_id is not None:
+        return _multipart_ticket(record)
+    return _single_ticket(record, storage, settings)
 
 
 def new_record(
@@ -139,6 +247,7 @@ def new_record(
     metadata: dict[str, str],
     checksum_sha256: str | None = None,
     part_checksums: bool = False,
+    idempotency_key: str | None = None,
 ) -> FileRecord:
     """A new ``pending`` file (not yet inserted); ``size`` ``None``: not declared."""
     file_id = uuid.uuid4()
@@ -155,6 +264,7 @@ def new_record(
         status=FileStatus.PENDING.value,
         user_metadata=metadata,
         part_checksums=part_checksums,
+        idempotency_key=idempotency_key,
         created_at=now,
         updated_at=now,
     )
@@ -178,30 +288,6 @@ async def begin_multipart(
             await storage.abort_multipart(record.key, record.multipart_upload_id)
         raise
     return record.multipart_upload_id
-
-
-async def _create_multipart(
-    session: AsyncSession,
-    inserter: FileInserter,
-    record: FileRecord,
-    request: CreateUpload,
-    storage: Storage,
-    settings: Settings,
-) -> MultipartUploadTicket:
-    sizer = PartSizer(default_part_size=settings.part_size)
-    record.part_size = sizer.part_size(request.size, request.part_size)
-    upload_id = await begin_multipart(session, inserter, record, storage)
-    return MultipartUploadTicket(
-        id=record.id,
-        key=record.key,
-        bucket=record.bucket,
-        status=FileStatus.PENDING,
-        method="multipart",
-        upload_id=upload_id,
-        part_size=record.part_size,
-        part_count=sizer.part_count(request.size, record.part_size),
-        part_checksums=record.part_checksums,
-    )
 
 
 async def _stored(storage: Storage, record: FileRecord) -> StoredObject | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from pathlib import Path
 
 from bigupload.storage.base import ObjectNotFound
@@ -36,12 +37,32 @@ def path_for(root: Path, key: str, suffix: str = "") -> Path:
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
     base = os.path.realpath(root)
     named = os.path.join(base, digest[:2], digest[2:4], digest + suffix)
+    if _no_links(base, (digest[:2], digest[2:4], digest + suffix)):
+        return Path(named)  # nothing under the (real) root is a link: ``named`` is real
     candidate = os.path.realpath(named)
     if os.path.commonpath([base, candidate]) != base:
         raise refused(named, "a symbolic link leads it out of the store")
     if os.path.islink(named):
         raise refused(named, "a symbolic link stands in place of the object")
     return Path(candidate)
+
+
+def _no_links(base: str, parts: tuple[str, ...]) -> bool:
+    """Whether no path from ``base`` down through ``parts`` is a symbolic link: one ``lstat``
+    per part that exists (what ``realpath`` would do below the root, without walking the root
+    again). ``False`` also when something is in the way that ``realpath`` must judge."""
+    path = base
+    for part in parts:
+        path = os.path.join(path, part)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return True  # nor anything below it
+        except OSError:
+            return False
+        if stat.S_ISLNK(mode):
+            return False
+    return True
 
 
 def planted_link(root: Path, key: str, suffix: str = "") -> Path | None:

@@ -65,6 +65,7 @@ from bigupload.storage.base import (
 from bigupload.storage.disposition import content_disposition
 from bigupload.storage.keys import validate_key
 from bigupload.storage.s3.presign import UploadPart, presign_upload_parts
+from bigupload.storage.s3.presign_put import PutSigner
 
 T = TypeVar("T")
 
@@ -146,6 +147,8 @@ class S3Storage:
     def __init__(self, client: Any, bucket: str, *, conditional_writes: bool = True) -> None:
         self.client = client
         self.bucket = bucket
+        #: PutObject URLs, botocore's byte for byte, at a fraction of botocore's cost.
+        self._put_signer = PutSigner(client, bucket)
         #: Sign ``If-None-Match: *`` into upload URLs, so a replayed URL cannot replace an
         #: object once stored. Turn off only for stores without conditional writes.
         self.conditional_writes = conditional_writes
@@ -171,17 +174,25 @@ class S3Storage:
         expires_in: int,
     ) -> PresignedRequest:
         validate_key(key)
-        params: dict[str, Any] = {"Key": key, "ContentType": content_type, "ContentLength": size}
         headers = {"Content-Type": content_type}
+        checksum = None
         if checksum_sha256:
             checksum = base64.b64encode(checksum_sha256).decode()
-            params["ChecksumSHA256"] = checksum
             headers["x-amz-checksum-sha256"] = checksum
         if self.conditional_writes:
-            params["IfNoneMatch"] = "*"
             headers["If-None-Match"] = "*"
         expires_at = clock.now().replace(microsecond=0) + timedelta(seconds=expires_in)
-        url = self._presign("put_object", params, expires_in)
+        try:
+            url = self._put_signer.presign(
+                key,
+                content_type=content_type,
+                size=size,
+                checksum_sha256=checksum,
+                if_none_match=self.conditional_writes,
+                expires_in=expires_in,
+            )
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise StorageUnreachable("no S3 credentials are configured") from exc
         return PresignedRequest("PUT", url, expires_at, headers)
 
     def presign_post(
