@@ -22,6 +22,7 @@ from bigupload.files.inserter import FileInserter
 from bigupload.files.models import FileEvent
 from bigupload.jobs.kinds import JobContext, JobKind, Periodic, PeriodicContext
 from bigupload.jobs.queue import enqueue
+from bigupload.jobs.runner import JobRunner
 from bigupload.jobs.wakeups import APPLICATION_NAME, EVENTS, JOBS, Listener
 from bigupload.storage.local import LocalStorage
 from bigupload.uploads.service import new_record
@@ -194,7 +195,9 @@ async def test_a_runner_listens_unless_notify_is_off(registry: Registry) -> None
 # -- in this process (SQLite and PostgreSQL) ---------------------------------------------------
 
 
-async def test_committed_file_events_run_the_dispatcher_at_once(registry: Registry) -> None:
+async def dispatcher_started(registry: Registry) -> tuple[JobRunner, list[int]]:
+    """A runner whose only periodic stands for the dispatcher (woken by new events, else once
+    an hour), started and past its first run; and the list its runs are appended to."""
     runs: list[int] = []
 
     async def dispatch(ctx: PeriodicContext) -> int:
@@ -208,6 +211,11 @@ async def test_committed_file_events_run_the_dispatcher_at_once(registry: Regist
     runner = registry.runner(periodics=[periodic], job_poll_interval=60, job_notify="off")
     await runner.start()
     await eventually(lambda: len(runs) == 1, "the first run, at start")
+    return runner, runs
+
+
+async def test_committed_file_events_run_the_dispatcher_at_once(registry: Registry) -> None:
+    _, runs = await dispatcher_started(registry)
     async with registry.sessionmaker() as session, session.begin():
         session.add(
             FileEvent(file_id=uuid.uuid4(), owner="o", to_status="uploaded", created_at=clock.now())
@@ -218,18 +226,7 @@ async def test_committed_file_events_run_the_dispatcher_at_once(registry: Regist
 async def test_a_new_files_first_event_runs_the_dispatcher_at_once(registry: Registry) -> None:
     """The group-commit inserter writes on a plain connection, with no session to hook: it
     announces its events itself (and, on PostgreSQL, to every process in its transaction)."""
-    runs: list[int] = []
-
-    async def dispatch(ctx: PeriodicContext) -> int:
-        runs.append(len(runs))
-        return 0
-
-    periodic = Periodic(
-        name="dispatch-test", interval=lambda _s: 3600.0, run=dispatch, notified_by=EVENTS
-    )
-    runner = registry.runner(periodics=[periodic], job_poll_interval=60, job_notify="off")
-    await runner.start()
-    await eventually(lambda: len(runs) == 1, "the first run, at start")
+    _, runs = await dispatcher_started(registry)
     record = new_record(
         "o",
         LocalStorage(registry.tmp_path / "store", public_url="http://t", secret="s" * 32),
@@ -248,19 +245,7 @@ async def test_a_new_files_first_event_runs_the_dispatcher_at_once(registry: Reg
 
 
 async def test_a_rolled_back_file_event_runs_nothing(registry: Registry) -> None:
-    runs: list[int] = []
-
-    async def dispatch(ctx: PeriodicContext) -> int:
-        runs.append(len(runs))
-        return 0
-
-    periodic = Periodic(
-        name="dispatch-test", interval=lambda _s: 3600.0, run=dispatch, notified_by=EVENTS
-    )
-    # Not listening: on PostgreSQL its connecting would run the periodic too.
-    runner = registry.runner(periodics=[periodic], job_poll_interval=60, job_notify="off")
-    await runner.start()
-    await eventually(lambda: len(runs) == 1, "the first run, at start")
+    runner, runs = await dispatcher_started(registry)
     async with registry.sessionmaker() as session:
         session.add(
             FileEvent(file_id=uuid.uuid4(), owner="o", to_status="uploaded", created_at=clock.now())

@@ -28,23 +28,13 @@ from urllib.parse import quote, unquote, urlsplit
 
 import botocore.auth
 
-from bigupload.storage.s3.presign import _frozen_credentials, _host
+from bigupload.storage.s3.presign import _ALGORITHM, _UNSIGNED_PAYLOAD, _frozen_credentials, _host
+from bigupload.storage.s3.presign import _AUTH_PARAMS as _AUTH
 from bigupload.storage.s3.presign import _Unexpected as _NoCredentials
 
 logger = logging.getLogger(__name__)
 
-_ALGORITHM = "AWS4-HMAC-SHA256"
-_UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _TIMESTAMP = "%Y%m%dT%H%M%SZ"  # botocore's SIGV4_TIMESTAMP
-_AUTH = (
-    "X-Amz-Algorithm",
-    "X-Amz-Credential",
-    "X-Amz-Date",
-    "X-Amz-Expires",
-    "X-Amz-SignedHeaders",
-    "X-Amz-Security-Token",
-    "X-Amz-Signature",
-)
 
 
 def _q(value: str) -> str:
