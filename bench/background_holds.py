@@ -35,11 +35,11 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
-from io import BytesIO
 from pathlib import Path
 from typing import Any
+
+from revisions import export
 
 HERE = Path(__file__).resolve().parent
 
@@ -268,18 +268,6 @@ asyncio.run(main())
 """
 
 PHASES = ("idle", "dispatch", "dispatch-webhook", "jobs", "sweep")
-
-
-def export(rev: str, into: Path) -> Path:
-    """``src/`` of revision ``rev`` of this repository, unpacked under ``into``."""
-    archive = subprocess.run(
-        ["git", "-C", str(HERE.parent), "archive", "--format=tar", rev, "src"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def run(tree: Path, sizes: list[int]) -> dict[str, Any]:

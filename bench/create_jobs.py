@@ -19,30 +19,16 @@ import asyncio
 import os
 import statistics
 import sys
-import tarfile
 import tempfile
-from io import BytesIO
 from pathlib import Path
 
 # Sibling modules: run as ``python bench/create_jobs.py``, this directory is on sys.path.
 from create_upload import RunResult, run_level
 from loadgen import loop_factory
+from revisions import export
 from servers import Server, log, start_bigupload_with_key, stop
 
 HERE = Path(__file__).resolve().parent
-
-
-def export(rev: str, into: Path) -> Path:
-    import subprocess
-
-    archive = subprocess.run(
-        ["git", "-C", str(HERE.parent), "archive", "--format=tar", rev, "src"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def start(tree: Path, workdir: Path, jobs: bool) -> Server:
