@@ -73,12 +73,13 @@ def strict_s3() -> Iterator[Any]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
+        yield f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
+        return
     server = request.getfixturevalue("postgres_server")
-    url: str = server.create_database("t_" + uuid.uuid4().hex[:16])
-    return url
+    with server.temporary_database() as url:
+        yield url
 
 
 # -- stores -----------------------------------------------------------------------------------

@@ -235,9 +235,9 @@ class TestPostgresStopped:
 
 class TestPostgresReadOnly:
     @pytest.fixture
-    def database_url(self, postgres_server: Any) -> str:
-        url: str = postgres_server.create_database("t_" + uuid.uuid4().hex[:16])
-        return url
+    def database_url(self, postgres_server: Any) -> Iterator[str]:
+        with postgres_server.temporary_database() as url:
+            yield url
 
     @pytest.mark.postgres
     async def test_writes_and_readiness_are_503_read_only(

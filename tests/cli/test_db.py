@@ -106,10 +106,10 @@ def test_upgrade_refuses_an_invalid_configuration(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_upgrade_on_postgres(tmp_path: Path, postgres_server: Any, head: str) -> None:
-    url = postgres_server.create_database("cli_" + uuid.uuid4().hex[:16])
-    for _ in range(2):
-        result = bigupload(tmp_path / "data", "db", "upgrade", BIGUPLOAD_DATABASE_URL=url)
-        assert result.code == 0, result.stderr
-        assert result.stdout.splitlines() == [f"database at revision {head}"]
+    with postgres_server.temporary_database("cli_") as url:
+        for _ in range(2):
+            result = bigupload(tmp_path / "data", "db", "upgrade", BIGUPLOAD_DATABASE_URL=url)
+            assert result.code == 0, result.stderr
+            assert result.stdout.splitlines() == [f"database at revision {head}"]
     # Nothing of the registry went to the data directory.
     assert not (tmp_path / "data" / "bigupload.db").exists()

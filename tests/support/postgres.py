@@ -32,6 +32,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -124,6 +126,8 @@ class PostgresServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._run_as: pwd.struct_passwd | None = None
         self._via_runuser = False
+        #: Whether ``CREATE DATABASE`` takes ``STRATEGY FILE_COPY`` (PostgreSQL 15 and later).
+        self._file_copy = False
 
     # ------------------------------------------------------------------ URLs
 
@@ -274,6 +278,7 @@ class PostgresServer:
             self.log_path = self.tmp_dir / "postgres.log"
             self._initdb()
             self._start_server()
+            self._file_copy = int(self.psql("SHOW server_version_num").strip()) >= 150000
             self.psql(f"CREATE DATABASE {_quote_ident(DEFAULT_DATABASE)}")
         except BaseException:
             self.stop()
@@ -393,8 +398,25 @@ class PostgresServer:
         sql = f"CREATE DATABASE {_quote_ident(name)}"
         if template is not None:
             sql += f" TEMPLATE {_quote_ident(template)}"
+        if self._file_copy:
+            # PostgreSQL 15's default, WAL_LOG, writes the whole template through the WAL:
+            # for a small template a file copy is faster (~70 against ~115 ms here).
+            sql += " STRATEGY FILE_COPY"
         self.psql(sql)
         return self.url_for(name)
+
+    @contextlib.contextmanager
+    def temporary_database(self, prefix: str = "t_") -> Iterator[str]:
+        """A new database for one test, dropped afterwards (its connections closed by force):
+        a suite creates a thousand, 10 MB each, which would otherwise stay on disk until the
+        server stops, and make its stop (and the disk) slow."""
+        name = prefix + uuid.uuid4().hex[:16]
+        url = self.create_database(name)
+        try:
+            yield url
+        finally:
+            if self.port is not None:
+                self.drop_database(name)
 
     def drop_database(self, name: str) -> None:
         if not _DB_NAME_RE.match(name):
