@@ -453,8 +453,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=1, help="server processes, for the Python targets alike"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a BIGUPLOAD_ setting for the bigupload targets (repeatable), for experiments "
+        "such as BIGUPLOAD_RUN_JOBS=false",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run the bigupload servers under cProfile, writing DIR/<target>.prof (slower)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the JSON results")
     args = parser.parse_args(argv)
+    settings: dict[str, str] = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("BIGUPLOAD_"):
+            parser.error("--set takes BIGUPLOAD_NAME=VALUE")
+        settings[name] = value
+    args.set = settings
     if args.rate_limit == "default":
         args.rate_limit = None
     if args.quick:
@@ -536,15 +557,21 @@ def start_targets(
 ) -> None:
     for registry in args.registry:
         name = f"bigupload-{registry}"
-        settings: dict[str, str] = {}
+        # This checkout's bigupload, whatever the environment has installed.
+        path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+        settings: dict[str, str] = {"PYTHONPATH": path, **args.set}
         db_pid: int | None = None
         if registry == "postgresql":
             pg = stack.enter_context(postgres_server())
             settings["BIGUPLOAD_DATABASE_URL"] = pg.url
             db_pid = pg.pid
             log(f"postgresql: pid {pg.pid}, {pg.url}")
+        profile = None
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            profile = args.profile.resolve() / f"{name}.prof"
         server = start_bigupload(
-            workdir, args.rate_limit, args.workers, name=name, settings=settings
+            workdir, args.rate_limit, args.workers, name=name, settings=settings, profile=profile
         )
         fleet.stoppers.append(lambda s=server: stop(s.proc, s.name))
         fleet.targets.append(Target(server, json_post(server, "/api/v1/uploads"), db_pid))
@@ -574,6 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workers": args.workers,
         "registries": args.registry,
         "rate_limit": args.rate_limit or "(shipped default)",
+        "settings": args.set,
+        "profiled": args.profile is not None,
         "body": BODY.decode(),
         "companion_request": None if args.no_companion else f"GET {COMPANION_PATH}",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

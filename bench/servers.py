@@ -257,16 +257,22 @@ def start_bigupload(
     *,
     name: str = "bigupload",
     settings: dict[str, str] | None = None,
+    profile: Path | None = None,
 ) -> Server:
     """``bigupload serve`` on the embedded defaults plus ``settings`` (``BIGUPLOAD_*``
     variables, such as a PostgreSQL ``BIGUPLOAD_DATABASE_URL``), its data under
-    ``workdir/<name>-data``; the admin key of its first start is read from its stderr."""
-    command = bigupload_command()
+    ``workdir/<name>-data``; the admin key of its first start is read from its stderr.
+
+    With ``profile``, the server runs under cProfile (``bench/profiled_serve.py``), which
+    writes its statistics to that file when ``stop`` ends it."""
+    command = [bigupload_command()]
+    if profile is not None:
+        command = [sys.executable, str(BENCH_DIR / "profiled_serve.py"), str(profile)]
     port = free_port()
     data_dir = workdir / f"{name}-data"
     stderr_path = workdir / f"{name}.stderr.log"
     proc = spawn(
-        [command, "serve", "--port", str(port), "--workers", str(workers)],
+        [*command, "serve", "--port", str(port), "--workers", str(workers)],
         server_env(data_dir, rate_limit) | (settings or {}),
         workdir,
         stderr_path,
