@@ -13,6 +13,7 @@ Round trips on PostgreSQL: the calls into asyncpg that each make one (a simple q
 
     PYTHONPATH=src .venv/bin/python bench/create_statements.py              # both registries
     PYTHONPATH=src .venv/bin/python bench/create_statements.py --registry postgresql
+    .venv/bin/python bench/create_statements.py --base 66535a2   # an earlier revision's src
 """
 
 from __future__ import annotations
@@ -156,7 +157,13 @@ def main() -> int:
     parser.add_argument("--creates", type=int, default=100)
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between creates")
     parser.add_argument("--verbose", action="store_true", help="each statement, to stderr")
+    parser.add_argument("--base", help="measure this revision's src (exported by git archive)")
     args = parser.parse_args()
+    exported = tempfile.TemporaryDirectory(prefix="bigupload-stmts-base-")
+    if args.base:
+        from revisions import export
+
+        sys.path.insert(0, str(export(args.base, Path(exported.name) / "tree") / "src"))
     logging.basicConfig(level=logging.WARNING)
     columns = ["checkouts", "pings", "BEGIN", "COMMIT", "ROLLBACK", "statements", "round_trips"]
     print("| registry | " + " | ".join(f"{c} / create" for c in columns) + " |")
@@ -166,6 +173,7 @@ def main() -> int:
         print(f"| {registry} | " + " | ".join(f"{figures.get(c, 0):.2f}" for c in columns) + " |")
         if args.verbose:
             print("\n".join(statements(figures)), file=sys.stderr)
+    exported.cleanup()
     return 0
 
 
