@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 # Sibling modules: run as ``python bench/create_jobs.py``, this directory is on sys.path.
-from create_upload import RunResult, run_level
+from create_upload import RunResult, Target, json_post, run_level
 from loadgen import loop_factory
 from revisions import export
 from servers import Server, log, start_bigupload_with_key, stop
@@ -75,7 +75,7 @@ def main() -> int:
                 for key, server in servers.items():
                     result = runner.run(
                         run_level(
-                            server,
+                            Target(server, json_post(server, "/api/v1/uploads")),
                             args.clients,
                             warmup=args.warmup,
                             seconds=args.seconds,

@@ -1,28 +1,41 @@
-"""Benchmark ``POST /api/v1/uploads`` against a bare presigned-URL baseline.
+"""Benchmark ``POST /api/v1/uploads`` against a bare presigned-URL baseline and Uppy Companion.
 
-Starts two servers as separate processes on loopback:
+Starts, as separate processes on loopback:
 
-* ``bigupload serve --port P`` on the embedded defaults (SQLite registry + local disk store)
-  in a fresh temporary data directory; the admin key is read from its stderr;
-* ``bench/baseline_app.py``: a minimal FastAPI app whose ``POST /sign`` parses the same JSON
-  body and answers a presigned S3 PUT URL from one reused boto3 client, served by uvicorn with
-  the same settings (one worker, ``log_level=warning``, no access log).
+* ``bigupload serve --port P`` once per ``--registry``: on the embedded defaults (local disk
+  store, the job runner on) in a fresh temporary data directory, with the SQLite registry
+  (``bigupload-sqlite``) or a throwaway PostgreSQL server (``bigupload-postgresql``: initdb in a
+  temporary directory, a free loopback port, by ``tests/support/postgres.py``) named by
+  ``BIGUPLOAD_DATABASE_URL``; the admin key is read from its stderr;
+* ``bench/baseline_app.py`` (``baseline``): a minimal FastAPI app whose ``POST /sign`` parses
+  the same JSON body and answers a presigned S3 PUT URL from one reused boto3 client, served by
+  uvicorn with the same settings (one worker, ``log_level=warning``, no access log);
+* Uppy Companion (``companion``, unless ``--no-companion``): ``bench/companion/server.mjs``, the
+  ``companion.app(options)`` Express app with fake S3 credentials and a loopback endpoint, under
+  node (installed on first use by ``scripts/install-companion.sh``, version pinned). It is driven
+  with the request Uppy's ``@uppy/aws-s3`` makes for a single-file upload, ``GET /s3/params``
+  (``filename``, ``type`` and the file's meta fields): Companion answers a presigned POST policy
+  computed in its process. Its multipart create (``POST /s3/multipart``) would call S3's
+  CreateMultipartUpload, a network round trip to a store, so it is not a signing-only request.
 
 A closed-loop load generator (raw asyncio streams, one HTTP/1.1 keep-alive connection per
 client, pre-encoded request bytes) drives each at 1, 16 and 64 concurrent clients: a warm-up,
-then a measured window. Targets alternate (bigupload, baseline, bigupload, ...) so that the
-machine's noise hits both, each (target, level) is repeated ``--rounds`` times, and the median
-over rounds of req/s, p50 and p99 is reported, with the ratio bigupload/baseline.
+then a measured window. Targets alternate within each (round, level) so that the machine's noise
+hits all of them, each (target, level) is repeated ``--rounds`` times, and the median over rounds
+of req/s, p50 and p99 is reported, with the ratios bigupload/baseline and bigupload/Companion,
+and the verdict on issue 12's targets. Server CPU is the CPU time of the server process (and its
+children); for PostgreSQL, the database server's own CPU per request is reported beside it.
 
     .venv/bin/python bench/create_upload.py            # 3 rounds x 5 s per (target, level)
     .venv/bin/python bench/create_upload.py --quick    # smoke run: 1 round x 1 s
+    .venv/bin/python bench/create_upload.py --registry sqlite --no-companion
 
 The load generator lives in ``bench/loadgen.py`` and the server processes are handled by
 ``bench/servers.py``; this module is the experiment, its statistics and its report.
 
 The markdown table goes to stdout, progress to stderr, the JSON to
 ``bench/results/create_upload.json``. The exit status is 1 if any request failed (non-2xx,
-timeout or dropped connection), 0 otherwise; a missed latency target does not change it.
+timeout or dropped connection), 0 otherwise; a missed target does not change it.
 """
 
 from __future__ import annotations
@@ -39,8 +52,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -48,23 +62,48 @@ from typing import Any
 
 # Sibling modules: run as ``python bench/create_upload.py``, this directory is on sys.path.
 from loadgen import encode_request, loop_factory, run_load
-from servers import HOST, Server, log, start_baseline, start_bigupload, stop, tail
+from servers import (
+    HOST,
+    Server,
+    cpu_seconds,
+    log,
+    start_baseline,
+    start_bigupload,
+    start_companion,
+    stop,
+    tail,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "create_upload.json"
 
-#: The issue's target: "p99 under 25 ms at 64 clients".
+REGISTRIES = ("sqlite", "postgresql")
+
+#: Issue 12's targets: at 16 and 64 clients, bigupload's req/s at least 1.0x the bare signer's
+#: and 3x Companion's; at 64 clients, a p99 under 200 ms; on SQLite and on PostgreSQL alike.
+RATIO_LEVELS = (16, 64)
+MIN_RATIO = {"baseline": 1.0, "companion": 3.0}
 TARGET_LEVEL = 64
-TARGET_P99_MS = 25.0
+TARGET_P99_MS = 200.0
 
-#: The endpoint each target answers: the same small JSON body goes to both.
-ENDPOINTS = {"bigupload": "/api/v1/uploads", "baseline": "/sign"}
-
-#: The same small body for both targets (no checksum, no metadata).
+#: The same small body for bigupload and the baseline (no checksum, no metadata).
+FILENAME = "bench.bin"
+CONTENT_TYPE = "application/octet-stream"
 BODY = json.dumps(
-    {"filename": "bench.bin", "content_type": "application/octet-stream", "size": 1048576},
+    {"filename": FILENAME, "content_type": CONTENT_TYPE, "size": 1048576},
     separators=(",", ":"),
 ).encode()
+
+#: What ``@uppy/aws-s3`` asks Companion for one file: its name, type and meta fields.
+COMPANION_PATH = "/s3/params?" + urllib.parse.urlencode(
+    {
+        "filename": FILENAME,
+        "type": CONTENT_TYPE,
+        "metadata[name]": FILENAME,
+        "metadata[type]": CONTENT_TYPE,
+    }
+)
 
 #: ``--rate-limit`` default: the per-owner limiter stays on the request path (same shape as the
 #: shipped ``100/second;3000/minute``, so the same counter work per request) but never binds. The
@@ -73,18 +112,41 @@ UNBINDING_RATE_LIMIT = "1000000/second;60000000/minute"
 
 
 # --------------------------------------------------------------------------------------------
-# One run
+# Targets
 # --------------------------------------------------------------------------------------------
 
 
-def request_bytes(server: Server) -> bytes:
+@dataclass
+class Target:
+    """A server under load, the one request it is sent, and the database server behind it."""
+
+    server: Server
+    request: bytes
+    db_pid: int | None = None  # the PostgreSQL postmaster, whose CPU time is reported apart
+
+    @property
+    def name(self) -> str:
+        return self.server.name
+
+
+def json_post(server: Server, path: str) -> bytes:
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json",
         "Content-Length": str(len(BODY)),
         **server.auth_headers,
     }
-    return encode_request(HOST, server.port, "POST", ENDPOINTS[server.name], headers, BODY)
+    return encode_request(HOST, server.port, "POST", path, headers, BODY)
+
+
+def companion_get(server: Server) -> bytes:
+    headers = {"Accept": "application/json"}
+    return encode_request(HOST, server.port, "GET", COMPANION_PATH, headers, b"")
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -105,11 +167,12 @@ class RunResult:
     max_ms: float
     server_cpu_pct: float | None  # of one core, over the window
     server_cpu_ms_per_req: float | None
+    db_cpu_ms_per_req: float | None  # the PostgreSQL server's, when there is one
     client_cpu_pct: float  # the load generator, of one core
 
 
 async def run_level(
-    server: Server,
+    target: Target,
     clients: int,
     *,
     warmup: float,
@@ -118,20 +181,31 @@ async def run_level(
     request_timeout: float,
     round_no: int,
 ) -> RunResult:
+    db_samples: list[float | None] = []
+    db_pid = target.db_pid
+
+    def probe() -> float | None:  # run_load samples it once at each end of the window
+        if db_pid is not None:
+            db_samples.append(cpu_seconds(db_pid, reaped=True))
+        return target.server.cpu_seconds()
+
     load = await run_load(
         HOST,
-        server.port,
-        request_bytes(server),
+        target.server.port,
+        target.request,
         clients,
         warmup=warmup,
         seconds=seconds,
         max_requests=max_requests,
         request_timeout=request_timeout,
-        probe=server.cpu_seconds,
+        probe=probe,
     )
     ok, server_cpu = load.ok, load.probe_delta
+    db_cpu: float | None = None
+    if len(db_samples) == 2 and db_samples[0] is not None and db_samples[1] is not None:
+        db_cpu = db_samples[1] - db_samples[0]
     return RunResult(
-        target=server.name,
+        target=target.name,
         clients=clients,
         round=round_no,
         window_s=round(load.elapsed_s, 3),
@@ -147,6 +221,7 @@ async def run_level(
         max_ms=load.max_ms,
         server_cpu_pct=None if server_cpu is None else 100 * server_cpu / load.wall_s,
         server_cpu_ms_per_req=None if server_cpu is None or not ok else 1000 * server_cpu / ok,
+        db_cpu_ms_per_req=None if db_cpu is None or not ok else 1000 * db_cpu / ok,
         client_cpu_pct=100 * load.client_cpu_s / load.wall_s,
     )
 
@@ -169,6 +244,7 @@ class Summary:
     errors: int
     server_cpu_pct: float | None
     server_cpu_ms_per_req: float | None
+    db_cpu_ms_per_req: float | None
     client_cpu_pct: float
 
 
@@ -191,8 +267,68 @@ def summarize(results: Sequence[RunResult], target: str, clients: int) -> Summar
         errors=sum(r.errors + r.warmup_errors for r in runs),
         server_cpu_pct=_median_or_none([r.server_cpu_pct for r in runs]),
         server_cpu_ms_per_req=_median_or_none([r.server_cpu_ms_per_req for r in runs]),
+        db_cpu_ms_per_req=_median_or_none([r.db_cpu_ms_per_req for r in runs]),
         client_cpu_pct=statistics.median(r.client_cpu_pct for r in runs),
     )
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def ratio_rows(
+    by_key: dict[tuple[str, int], Summary], ours: Sequence[str], others: Sequence[str]
+) -> list[dict[str, Any]]:
+    """For each bigupload target and level: req/s and p99 over each comparison target's."""
+    rows: list[dict[str, Any]] = []
+    for name in ours:
+        for clients in sorted({c for (t, c) in by_key if t == name}):
+            mine = by_key[name, clients]
+            row: dict[str, Any] = {"target": name, "clients": clients}
+            for other in others:
+                theirs = by_key.get((other, clients))
+                if theirs is None:
+                    continue
+                row[f"rps_ratio_{other}"] = _ratio(mine.rps, theirs.rps)
+                row[f"p99_ratio_{other}"] = _ratio(mine.p99_ms, theirs.p99_ms)
+            rows.append(row)
+    return rows
+
+
+@dataclass
+class Verdict:
+    target: str  # bigupload-sqlite, bigupload-postgresql
+    text: str
+    measured: str
+    passed: bool | None  # None: not measured
+
+    @property
+    def word(self) -> str:
+        return {True: "PASS", False: "FAIL", None: "NOT MEASURED"}[self.passed]
+
+
+def verdicts(
+    by_key: dict[tuple[str, int], Summary], ours: Sequence[str], others: Sequence[str]
+) -> list[Verdict]:
+    out: list[Verdict] = []
+    for name in ours:
+        for other in others:
+            need = MIN_RATIO[other]
+            for clients in RATIO_LEVELS:
+                mine, theirs = by_key.get((name, clients)), by_key.get((other, clients))
+                text = f"req/s at least {need:.1f}x {other}'s at {clients} clients"
+                if mine is None or theirs is None or not theirs.rps:
+                    out.append(Verdict(name, text, "-", None))
+                    continue
+                ratio = mine.rps / theirs.rps
+                out.append(Verdict(name, text, f"{ratio:.2f}x", ratio >= need))
+        mine = by_key.get((name, TARGET_LEVEL))
+        text = f"p99 under {TARGET_P99_MS:g} ms at {TARGET_LEVEL} clients"
+        if mine is None:
+            out.append(Verdict(name, text, "-", None))
+        else:
+            out.append(Verdict(name, text, f"{mine.p99_ms:.1f} ms", mine.p99_ms < TARGET_P99_MS))
+    return out
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -204,45 +340,60 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def render(
     summaries: Sequence[Summary],
     ratios: Sequence[dict[str, Any]],
-    target: dict[str, Any],
+    others: Sequence[str],
+    checks: Sequence[Verdict],
     results: Sequence[RunResult],
     meta: dict[str, Any],
 ) -> str:
     out: list[str] = []
     out.append(
-        f"## POST /api/v1/uploads (bigupload) vs POST /sign (baseline): "
-        f"median of {meta['rounds']} round(s) x {meta['seconds']:g} s"
+        f"## POST /api/v1/uploads (bigupload) vs POST /sign (baseline) vs GET /s3/params "
+        f"(Companion): median of {meta['rounds']} round(s) x {meta['seconds']:g} s"
     )
     out.append("")
     out.append(
         f"os.cpu_count() = {meta['cpu_count']}; Python {meta['python']}; "
         f"load generator loop: {meta['loop']}; warm-up {meta['warmup']:g} s per run; "
-        f"bigupload: SQLite + local store, default settings (log level INFO), "
-        f"BIGUPLOAD_RATE_LIMIT={meta['rate_limit']}"
+        f"bigupload: local store, job runner on, default settings (log level INFO), "
+        f"BIGUPLOAD_RATE_LIMIT={meta['rate_limit']}; Companion {meta.get('companion') or '-'}"
     )
     out.append("")
     out.append(
         "| clients | target | req/s (median) | req/s (min-max) | p50 ms | p99 ms | errors "
-        "| server CPU % | server CPU ms/req | loadgen CPU % |"
+        "| server CPU % | server CPU ms/req | PostgreSQL CPU ms/req | loadgen CPU % |"
     )
-    out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in summaries:
         out.append(
             f"| {s.clients} | {s.target} | {_fmt(s.rps, 0)} | "
             f"{_fmt(s.rps_min, 0)}-{_fmt(s.rps_max, 0)} | {_fmt(s.p50_ms, 2)} | "
             f"{_fmt(s.p99_ms, 2)} | {s.errors} | {_fmt(s.server_cpu_pct, 0)} | "
-            f"{_fmt(s.server_cpu_ms_per_req, 2)} | {_fmt(s.client_cpu_pct, 0)} |"
+            f"{_fmt(s.server_cpu_ms_per_req, 2)} | {_fmt(s.db_cpu_ms_per_req, 2)} | "
+            f"{_fmt(s.client_cpu_pct, 0)} |"
         )
     out.append("")
-    out.append("| clients | req/s bigupload/baseline | p99 bigupload/baseline |")
-    out.append("|---:|---:|---:|")
-    for ratio in ratios:
-        out.append(
-            f"| {ratio['clients']} | {_fmt(ratio['rps_ratio'], 2)} | "
-            f"{_fmt(ratio['p99_ratio'], 2)} |"
-        )
+    header = "| clients | target |"
+    rule = "|---:|---|"
+    for other in others:
+        header += f" req/s / {other} | p99 / {other} |"
+        rule += "---:|---:|"
+    out.append(header)
+    out.append(rule)
+    for row in ratios:
+        line = f"| {row['clients']} | {row['target']} |"
+        for other in others:
+            line += (
+                f" {_fmt(row.get(f'rps_ratio_{other}'), 2)} |"
+                f" {_fmt(row.get(f'p99_ratio_{other}'), 2)} |"
+            )
+        out.append(line)
     out.append("")
-    out.append(f'Target from the issue: "{target["text"]}": {target["verdict"]}')
+    out.append("Targets of issue 12 (job runner on):")
+    out.append("")
+    out.append("| target | requirement | measured | verdict |")
+    out.append("|---|---|---:|---|")
+    for check in checks:
+        out.append(f"| {check.target} | {check.text} | {check.measured} | {check.word} |")
     failed = [r for r in results if r.errors or r.warmup_errors]
     if failed:
         out.append("")
@@ -278,6 +429,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--levels", default="1,16,64", help="concurrent clients, comma-separated")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up before each window")
     parser.add_argument(
+        "--registry",
+        default=",".join(REGISTRIES),
+        help="bigupload's registries, comma-separated: sqlite, postgresql [sqlite,postgresql]",
+    )
+    parser.add_argument(
+        "--no-companion", action="store_true", help="leave Uppy Companion out (no node needed)"
+    )
+    parser.add_argument(
         "--max-requests",
         type=int,
         default=200_000,
@@ -292,10 +451,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 s windows")
     parser.add_argument(
-        "--workers", type=int, default=1, help="server processes, for both targets alike"
+        "--workers", type=int, default=1, help="server processes, for the Python targets alike"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a BIGUPLOAD_ setting for the bigupload targets (repeatable), for experiments "
+        "such as BIGUPLOAD_RUN_JOBS=false",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run the bigupload servers under cProfile, writing DIR/<target>.prof (slower)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the JSON results")
     args = parser.parse_args(argv)
+    settings: dict[str, str] = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("BIGUPLOAD_"):
+            parser.error("--set takes BIGUPLOAD_NAME=VALUE")
+        settings[name] = value
+    args.set = settings
     if args.rate_limit == "default":
         args.rate_limit = None
     if args.quick:
@@ -306,6 +486,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--levels must be comma-separated integers, such as 1,16,64")
     if not args.levels or any(level < 1 or level > 1024 for level in args.levels):
         parser.error("--levels must name 1 to 1024 clients each")
+    args.registry = [name.strip() for name in args.registry.split(",") if name.strip()]
+    if not args.registry or any(name not in REGISTRIES for name in args.registry):
+        parser.error(f"--registry must name one or more of {', '.join(REGISTRIES)}")
     if args.seconds <= 0 or args.warmup < 0 or args.rounds < 1 or args.max_requests < 1:
         parser.error("--seconds and --rounds must be positive, --warmup not negative")
     return args
@@ -342,6 +525,65 @@ def terminate_as_exit() -> Iterator[Termination]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@dataclass
+class Fleet:
+    """Every process this run started, to be stopped by PID whatever happens."""
+
+    targets: list[Target] = field(default_factory=list)
+    stoppers: list[Callable[[], None]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL (tests/support/postgres.py): its own temp dir, a free port."""
+    sys.path.insert(0, str(REPO))
+    from tests.support.postgres import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+def companion_version() -> str | None:
+    path = BENCH_DIR / "companion" / "node_modules" / "@uppy" / "companion" / "package.json"
+    try:
+        version: str = json.loads(path.read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return version
+
+
+def start_targets(
+    args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack, fleet: Fleet
+) -> None:
+    for registry in args.registry:
+        name = f"bigupload-{registry}"
+        # This checkout's bigupload, whatever the environment has installed.
+        path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+        settings: dict[str, str] = {"PYTHONPATH": path, **args.set}
+        db_pid: int | None = None
+        if registry == "postgresql":
+            pg = stack.enter_context(postgres_server())
+            settings["BIGUPLOAD_DATABASE_URL"] = pg.url
+            db_pid = pg.pid
+            log(f"postgresql: pid {pg.pid}, {pg.url}")
+        profile = None
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            profile = args.profile.resolve() / f"{name}.prof"
+        server = start_bigupload(
+            workdir, args.rate_limit, args.workers, name=name, settings=settings, profile=profile
+        )
+        fleet.stoppers.append(lambda s=server: stop(s.proc, s.name))
+        fleet.targets.append(Target(server, json_post(server, "/api/v1/uploads"), db_pid))
+    baseline = start_baseline(workdir, args.workers)
+    fleet.stoppers.append(lambda: stop(baseline.proc, baseline.name))
+    fleet.targets.append(Target(baseline, json_post(baseline, "/sign")))
+    if not args.no_companion:
+        companion = start_companion(workdir)
+        fleet.stoppers.append(lambda: stop(companion.proc, companion.name))
+        fleet.targets.append(Target(companion, companion_get(companion)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     factory, loop_name = loop_factory()
@@ -357,34 +599,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_requests": args.max_requests,
         "timeout": args.timeout,
         "workers": args.workers,
+        "registries": args.registry,
         "rate_limit": args.rate_limit or "(shipped default)",
+        "settings": args.set,
+        "profiled": args.profile is not None,
         "body": BODY.decode(),
+        "companion_request": None if args.no_companion else f"GET {COMPANION_PATH}",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     results: list[RunResult] = []
-    runs_total = args.rounds * len(args.levels) * 2
+    n_targets = len(args.registry) + 1 + (0 if args.no_companion else 1)
+    runs_total = args.rounds * len(args.levels) * n_targets
     estimate = runs_total * (args.warmup + args.seconds + 0.3)
     log(f"{runs_total} runs, about {estimate:.0f} s of load (os.cpu_count()={os.cpu_count()})")
 
+    fleet = Fleet()
     with (
         terminate_as_exit() as termination,
         tempfile.TemporaryDirectory(prefix="bigupload-bench-") as tmp,
+        contextlib.ExitStack() as stack,  # the PostgreSQL servers: stopped after the targets
         asyncio.Runner(loop_factory=factory) as runner,
     ):
         workdir = Path(tmp)
-        servers: list[Server] = []
         try:
-            servers.append(start_bigupload(workdir, args.rate_limit, args.workers))
-            servers.append(start_baseline(workdir, args.workers))
-            for server in servers:
-                log(f"{server.name}: pid {server.proc.pid}, http://{HOST}:{server.port}")
+            start_targets(args, workdir, stack, fleet)
+            if not args.no_companion:
+                meta["companion"] = companion_version()
+            for target in fleet.targets:
+                log(f"{target.name}: pid {target.server.proc.pid}, {target.server.url}")
             for round_no in range(1, args.rounds + 1):
                 for clients in args.levels:
-                    for server in servers:  # alternate: bigupload, baseline, bigupload, ...
+                    for target in fleet.targets:  # alternate: each target in turn
                         try:
                             result = runner.run(
                                 run_level(
-                                    server,
+                                    target,
                                     clients,
                                     warmup=args.warmup,
                                     seconds=args.seconds,
@@ -399,67 +648,41 @@ def main(argv: Sequence[str] | None = None) -> int:
                             raise SystemExit(128 + termination.signum) from None
                         results.append(result)
                         log(
-                            f"round {round_no} {server.name:9} {clients:3} clients: "
+                            f"round {round_no} {target.name:20} {clients:3} clients: "
                             f"{result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
                             f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
                             f"  server CPU {_fmt(result.server_cpu_pct, 0)}%"
                             f"  loadgen CPU {result.client_cpu_pct:.0f}%"
                         )
-                        for name, proc in ((s.name, s.proc) for s in servers):
-                            if proc.poll() is not None:
-                                raise RuntimeError(f"{name} died during the benchmark")
+                        for other in fleet.targets:
+                            if other.server.proc.poll() is not None:
+                                raise RuntimeError(f"{other.name} died during the benchmark")
                         time.sleep(0.3)
         finally:
-            for server in servers:
-                stop(server.proc, server.name)
+            for stopper in reversed(fleet.stoppers):
+                stopper()
+            servers = [t.server for t in fleet.targets]
             crashed = [s for s in servers if s.proc.returncode not in (0, -signal.SIGTERM)]
             for server in crashed:
                 status = server.proc.returncode
                 log(f"{server.name} exit status {status}:\n{tail(server.stderr_path)}")
 
-    summaries = [
-        summarize(results, server_name, clients)
-        for clients in args.levels
-        for server_name in ("bigupload", "baseline")
-    ]
+    names = [t.name for t in fleet.targets]
+    ours = [n for n in names if n.startswith("bigupload-")]
+    others = [n for n in names if n not in ours]
+    summaries = [summarize(results, name, clients) for clients in args.levels for name in names]
     by_key = {(s.target, s.clients): s for s in summaries}
-    ratios = []
-    for clients in args.levels:
-        ours, base = by_key["bigupload", clients], by_key["baseline", clients]
-        ratios.append(
-            {
-                "clients": clients,
-                "rps_ratio": ours.rps / base.rps if base.rps else math.nan,
-                "p99_ratio": ours.p99_ms / base.p99_ms if base.p99_ms else math.nan,
-            }
-        )
-    target_text = f"p99 under {TARGET_P99_MS:g} ms at {TARGET_LEVEL} clients"
-    measured = by_key.get(("bigupload", TARGET_LEVEL))
-    if measured is None:
-        verdict, passed = f"NOT MEASURED (--levels has no {TARGET_LEVEL})", None
-    else:
-        passed = measured.p99_ms < TARGET_P99_MS
-        verdict = (
-            f"{'PASS' if passed else 'FAIL'} (bigupload median p99 = "
-            f"{measured.p99_ms:.2f} ms at {TARGET_LEVEL} clients)"
-        )
-    target = {
-        "text": target_text,
-        "level": TARGET_LEVEL,
-        "threshold_ms": TARGET_P99_MS,
-        "p99_ms": None if measured is None else measured.p99_ms,
-        "pass": passed,
-        "verdict": verdict,
-    }
+    ratios = ratio_rows(by_key, ours, others)
+    checks = verdicts(by_key, ours, others)
 
-    print(render(summaries, ratios, target, results, meta))
+    print(render(summaries, ratios, others, checks, results, meta))
     print(f"\nos.cpu_count() = {os.cpu_count()}")
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "create_upload",
         "meta": meta,
-        "target": target,
+        "targets": [asdict(c) | {"verdict": c.word} for c in checks],
         "summary": [asdict(s) for s in summaries],
         "ratios": ratios,
         "runs": [asdict(r) for r in results],

@@ -6,6 +6,7 @@
 * ``start_baseline``: ``bench/baseline_app.py``, the bare presigned-URL service;
 * ``start_bigupload_with_key``: ``bigupload serve`` on a configuration given as environment
   variables (an S3 store, say), with an API key made first by ``bigupload keys create``;
+* ``start_companion``: Uppy Companion (``bench/companion/server.mjs`` under ``node``);
 * ``start_nanio``: the on-disk S3 server ``nanio serve`` (``pip install nanio``).
 
 Both servers' stdout and stderr go to a file in the work directory (``Server.stderr_path``).
@@ -125,17 +126,22 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float | None:
     """User + system CPU time (all threads) of ``pid`` and its live descendants, from /proc.
 
     None if ``pid`` itself is gone. A descendant that exits between the listing and the read
-    is left out.
+    is left out. With ``reaped``, the CPU time of the children ``pid`` has waited for is added
+    (``cutime``, ``cstime``): for a server that forks short-lived children (PostgreSQL's
+    backends and autovacuum workers), whose time would otherwise vanish when they exit.
     """
     fields = _stat_fields(pid)
     if fields is None:
         return None
-    # utime (field 14) and stime (field 15) are indices 11 and 12, in clock ticks.
+    # utime (field 14) and stime (field 15) are indices 11 and 12, in clock ticks; cutime and
+    # cstime (fields 16 and 17) indices 13 and 14.
     ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
     for child in descendants(pid):
         child_fields = _stat_fields(child)
         if child_fields is not None:
@@ -244,23 +250,41 @@ def bigupload_command() -> str:
     return command
 
 
-def start_bigupload(workdir: Path, rate_limit: str | None, workers: int = 1) -> Server:
-    command = bigupload_command()
+def start_bigupload(
+    workdir: Path,
+    rate_limit: str | None,
+    workers: int = 1,
+    *,
+    name: str = "bigupload",
+    settings: dict[str, str] | None = None,
+    profile: Path | None = None,
+) -> Server:
+    """``bigupload serve`` on the embedded defaults plus ``settings`` (``BIGUPLOAD_*``
+    variables, such as a PostgreSQL ``BIGUPLOAD_DATABASE_URL``), its data under
+    ``workdir/<name>-data``; the admin key of its first start is read from its stderr.
+
+    With ``profile``, the server runs under cProfile (``bench/profiled_serve.py``), which
+    writes its statistics to that file when ``stop`` ends it."""
+    command = [bigupload_command()]
+    if profile is not None:
+        command = [sys.executable, str(BENCH_DIR / "profiled_serve.py"), str(profile)]
     port = free_port()
-    data_dir = workdir / "data"
-    stderr_path = workdir / "bigupload.stderr.log"
+    data_dir = workdir / f"{name}-data"
+    stderr_path = workdir / f"{name}.stderr.log"
     proc = spawn(
-        [command, "serve", "--port", str(port), "--workers", str(workers)],
-        server_env(data_dir, rate_limit),
+        [*command, "serve", "--port", str(port), "--workers", str(workers)],
+        server_env(data_dir, rate_limit) | (settings or {}),
         workdir,
         stderr_path,
     )
     try:
-        key = wait_ready(proc, "bigupload", port, stderr_path, want_key=True)
+        key = wait_ready(proc, name, port, stderr_path, want_key=True)
     except BaseException:
-        stop(proc, "bigupload")
+        stop(proc, name)
         raise
-    return Server("bigupload", port, proc, stderr_path, {"Authorization": f"Bearer {key}"})
+    return Server(
+        name, port, proc, stderr_path, {"Authorization": f"Bearer {key}"}, data_dir=data_dir
+    )
 
 
 def start_baseline(workdir: Path, workers: int = 1) -> Server:
@@ -282,6 +306,40 @@ def start_baseline(workdir: Path, workers: int = 1) -> Server:
         stop(proc, "baseline")
         raise
     return Server("baseline", port, proc, stderr_path)
+
+
+COMPANION_DIR = BENCH_DIR / "companion"
+INSTALL_COMPANION = BENCH_DIR.parent / "scripts" / "install-companion.sh"
+
+
+def start_companion(workdir: Path, install_timeout: float = 600.0) -> Server:
+    """Uppy Companion (``bench/companion/server.mjs``: ``companion.app(options)`` with fake S3
+    credentials and a loopback endpoint) under ``node``; installs the pinned version with
+    ``scripts/install-companion.sh`` first if it is not there yet."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("the companion target needs `node` (and npm) on PATH")
+    if not (COMPANION_DIR / "node_modules" / "@uppy" / "companion" / "package.json").exists():
+        log("installing Uppy Companion (scripts/install-companion.sh)")
+        subprocess.run(
+            [str(INSTALL_COMPANION)],
+            stdin=subprocess.DEVNULL,
+            timeout=install_timeout,
+            check=True,
+        )
+    port = free_port()
+    data_dir = workdir / "companion-data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stderr_path = workdir / "companion.stderr.log"
+    env = server_env(None) | {"NODE_ENV": "production"}
+    argv = [node, str(COMPANION_DIR / "server.mjs"), "--host", HOST, "--port", str(port)]
+    proc = spawn([*argv, "--data-dir", str(data_dir)], env, workdir, stderr_path)
+    try:
+        wait_ready(proc, "companion", port, stderr_path, want_key=False)
+    except BaseException:
+        stop(proc, "companion")
+        raise
+    return Server("companion", port, proc, stderr_path, data_dir=data_dir)
 
 
 def create_api_key(env: dict[str, str], cwd: Path, name: str, timeout: float = 60.0) -> str:

@@ -14,7 +14,9 @@ import asyncio
 import logging
 import uuid
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from bigupload import clock
@@ -242,6 +244,33 @@ async def test_a_new_files_first_event_runs_the_dispatcher_at_once(registry: Reg
     if notifies:
         assert seen.executed[-1][1][-1] == EVENTS  # the payload: events, for the dispatchers
     await eventually(lambda: len(runs) == 2, "a run for the new file's event")
+
+
+async def test_new_file_events_run_the_dispatcher_and_look_for_no_jobs(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every create commits a file event: waking the dispatcher must not also make the runner
+    claim (two statements, and on PostgreSQL a look for the next due job) when no job was
+    queued. Jobs are still looked for when asked."""
+    runner, runs = await dispatcher_started(registry)
+    claims: list[str] = []
+    phase = "events"
+    claim = runner._claim
+
+    async def counted_claim(limit: int) -> Any:
+        claims.append(phase)
+        return await claim(limit)
+
+    monkeypatch.setattr(runner, "_claim", counted_claim)
+    async with registry.sessionmaker() as session, session.begin():
+        session.add(
+            FileEvent(file_id=uuid.uuid4(), owner="o", to_status="uploaded", created_at=clock.now())
+        )
+    await eventually(lambda: len(runs) == 2, "a run for the new event")
+    phase = "wake"
+    runner.wake()
+    await eventually(lambda: claims != [], "the claim wake asked for")
+    assert claims == ["wake"]
 
 
 async def test_a_rolled_back_file_event_runs_nothing(registry: Registry) -> None:

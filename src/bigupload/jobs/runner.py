@@ -124,6 +124,11 @@ class JobRunner:
         self._periodic_tasks: dict[str, asyncio.Task[object]] = {}
         #: Periodics a wake-up made due now (``Periodic.notified_by``).
         self._notified: set[str] = set()
+        #: Whether the loop must look for jobs when it wakes: jobs were queued, a slot was freed,
+        #: or ``wake`` was called. A wake-up for periodics alone (new file events for the
+        #: dispatcher, a periodic that ended) starts them without a claim, until the claim's
+        #: own time comes (``_run``).
+        self._claim_wanted = True
         self._listener: wakeups.Listener | None = None
 
     # -- the background loop -----------------------------------------------------------------
@@ -176,14 +181,19 @@ class JobRunner:
 
     def wake(self) -> None:
         """Look for due jobs now rather than after the poll interval."""
+        self._claim_wanted = True
         self._wake.set()
 
     def notified(self, payload: str) -> None:
         """A wake-up (:mod:`bigupload.jobs.wakeups`): jobs were queued, or the periodics
         ``notified_by`` ``payload`` have work."""
+        for_periodic = False
         for name, periodic in self.periodics.items():
             if periodic.notified_by == payload:
                 self._notified.add(name)
+                for_periodic = True
+        if not for_periodic:  # jobs were queued (or a payload no periodic answers)
+            self._claim_wanted = True
         self._wake.set()
 
     def notified_from_any_thread(self, payload: str) -> None:
@@ -230,9 +240,17 @@ class JobRunner:
     async def _run(self) -> None:
         now = clock.now()
         next_due = {name: now for name in self.periodics}
+        loop = asyncio.get_running_loop()
+        claim_at = loop.time()  # when to look for jobs even if nothing asks for it
         while not self._stopping:
             self._wake.clear()
             self._start_due_periodics(next_due)
+            if not self._claim_wanted and loop.time() < claim_at:
+                # Woken for periodics only: no job was queued, so no claim (and on PostgreSQL
+                # no look for the next due one) until the wait the last claim chose is over.
+                await self._wait(next_due, claim_at - loop.time())
+                continue
+            self._claim_wanted = False
             free = self.settings.job_concurrency - len(self._jobs)
             caught_up = free > 0  # then: unless a full batch came, every due job is claimed
             if free > 0:
@@ -252,18 +270,25 @@ class JobRunner:
             if self._stopping:
                 break
             wait = await self._idle_wait(caught_up)
-            waiting = [due for name, due in next_due.items() if name not in self._periodic_tasks]
-            if waiting:  # (one still running wakes the loop when it ends)
-                until_periodic = (min(waiting) - clock.now()).total_seconds()
-                wait = max(0.0, min(wait, until_periodic))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            claim_at = loop.time() + wait
+            await self._wait(next_due, wait)
+
+    async def _wait(self, next_due: dict[str, datetime], wait: float) -> None:
+        """Wait for a wake-up, at most ``wait`` seconds and no longer than until a periodic
+        that is not running is due."""
+        waiting = [due for name, due in next_due.items() if name not in self._periodic_tasks]
+        if waiting:  # (one still running wakes the loop when it ends)
+            until_periodic = (min(waiting) - clock.now()).total_seconds()
+            wait = max(0.0, min(wait, until_periodic))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(0.0, wait))
 
     def _job_ended(self, task: asyncio.Task[bool]) -> None:
         self._jobs.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("job task failed", exc_info=task.exception())
-        self._wake.set()  # a slot is free, and a job waiting on its ordering key may be due
+        self._claim_wanted = True  # a slot is free, and a job waiting on its ordering key
+        self._wake.set()  # may be due
 
     def _start_due_periodics(self, next_due: dict[str, datetime]) -> None:
         now = clock.now()
