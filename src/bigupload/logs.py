@@ -1,4 +1,5 @@
-"""Logging set-up and the request log: one line per request, each with a request id.
+"""Logging set-up and the request log: one line per request, each with a request id (given by
+:class:`bigupload.edge.EdgeMiddleware`).
 
 Only the path is logged, never the query string: signed URLs and tokens live there.
 """
@@ -9,14 +10,13 @@ import json
 import logging
 import re
 import sys
-import time
-import uuid
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 access_log = logging.getLogger("bigupload.access")
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: The ``X-Request-ID`` a client may choose; any other is replaced by a new id.
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class JsonFormatter(logging.Formatter):
@@ -47,56 +47,23 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.propagate = False
 
 
-class RequestLogMiddleware:
-    """Give each request an id (or keep a sane ``X-Request-ID``), echo it, and log the request."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = None
-        for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                if _REQUEST_ID_RE.match(candidate):
-                    request_id = candidate
-                break
-        request_id = request_id or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            duration = (time.perf_counter() - started) * 1000
-            owner = scope["state"].get("owner", "-")
-            access_log.info(
-                "%s %s %d %.1fms owner=%s request_id=%s",
-                scope["method"],
-                scope["path"],
-                status,
-                duration,
-                owner,
-                request_id,
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(duration, 1),
-                    "owner": owner,
-                },
-            )
+def log_request(scope: Scope, status: int, duration_ms: float, request_id: str) -> None:
+    """The access-log line of one request (the path only, never the query)."""
+    owner = scope["state"].get("owner", "-")
+    access_log.info(
+        "%s %s %d %.1fms owner=%s request_id=%s",
+        scope["method"],
+        scope["path"],
+        status,
+        duration_ms,
+        owner,
+        request_id,
+        extra={
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(duration_ms, 1),
+            "owner": owner,
+        },
+    )
