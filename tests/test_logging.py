@@ -200,3 +200,24 @@ async def test_a_valid_api_key_is_not_logged_either(
     assert the_one_access_line(logs).owner == "alice"  # type: ignore[attr-defined]
     for logged in map(everything_logged, service_records(logs)):
         assert alice.key not in logged
+
+
+@pytest.mark.parametrize("datefmt", [None, "%Y-%m-%dT%H:%M:%S"])
+def test_the_formatter_writes_what_loggings_writes(datefmt: str | None) -> None:
+    from bigupload.logs import Formatter
+
+    fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
+    ours, theirs = Formatter(fmt, datefmt), logging.Formatter(fmt, datefmt)
+    # Within a second, across seconds, back in time, and at a second's very edges.
+    for created in (
+        1_700_000_000.0,
+        1_700_000_000.5,
+        1_700_000_000.999,
+        1_700_000_001.001,
+        1_700_000_061.25,
+        1_600_000_000.75,
+        1_700_000_061.0,
+    ):
+        record = logging.LogRecord(ACCESS, logging.INFO, __file__, 1, "%s", ("x",), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == theirs.format(record), created

@@ -7,27 +7,24 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from bigupload import __version__
 from bigupload.auth.cache import KeyCache
 from bigupload.auth.dependencies import Principal
 from bigupload.auth.endpoints import router as session_router
 from bigupload.auth.tokens import TokenVerifier
-from bigupload.body_limit import BodyLimitMiddleware
 from bigupload.config import Settings, load_settings
-from bigupload.cors import ApiCORSMiddleware
 from bigupload.db import create_engine, create_sessionmaker
+from bigupload.edge import EdgeMiddleware
 from bigupload.errors import COMMON_RESPONSES, install_error_handlers
 from bigupload.files.endpoints import router as files_router
 from bigupload.files.inserter import FileInserter
 from bigupload.health.endpoints import router as health_router
 from bigupload.jobs.registry import build_runner, close_clients
-from bigupload.logs import RequestLogMiddleware
 from bigupload.notifications.endpoints import router as deliveries_router
 from bigupload.notifications.stream import router as events_router
 from bigupload.rate_limit import RateLimiter
-from bigupload.request_head import RequestHeadLimitMiddleware
 from bigupload.storage.base import HasLeftovers, Storage, StorageError
 from bigupload.storage.factory import build_storage
 from bigupload.storage.local import LocalStorage
@@ -121,21 +118,21 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
 
     install_error_handlers(app)
     app.add_middleware(
-        BodyLimitMiddleware, max_size=API_MAX_BODY_SIZE, path_prefix=("/api/", "/s3/")
+        EdgeMiddleware, max_body_size=API_MAX_BODY_SIZE, cors_origins=settings.cors_origins
     )
-    if settings.cors_origins:
-        app.add_middleware(ApiCORSMiddleware, origins=settings.cors_origins)
-    app.add_middleware(RequestHeadLimitMiddleware)
-    app.add_middleware(RequestLogMiddleware)
 
-    api = APIRouter(prefix="/api/v1", responses=COMMON_RESPONSES)
-    api.include_router(session_router)
-    api.include_router(uploads_router)
-    api.include_router(files_router)
-    api.include_router(events_router)
-    api.include_router(deliveries_router)
-    api.include_router(storage_events_router)
-    app.include_router(api)
+    # Each router straight into the app, not nested in an `/api/v1` router: FastAPI matches
+    # a request against an included router's routes twice (to choose, then to run), at
+    # every level of nesting.
+    for api_router in (
+        session_router,
+        uploads_router,
+        files_router,
+        events_router,
+        deliveries_router,
+        storage_events_router,
+    ):
+        app.include_router(api_router, prefix="/api/v1", responses=COMMON_RESPONSES)
     app.include_router(uppy_router)
     app.include_router(health_router)
     app.include_router(local_store_router)

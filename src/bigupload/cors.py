@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 PATH_PREFIXES = ("/api/", "/s3/")
 ALLOW_METHODS = ("GET", "POST", "PUT", "DELETE")
@@ -20,27 +19,15 @@ EXPOSE_HEADERS = ("Retry-After", "X-Request-ID")
 MAX_AGE_SECONDS = 600
 
 
-class ApiCORSMiddleware:
-    def __init__(
-        self, app: ASGIApp, *, origins: Iterable[str], prefixes: tuple[str, ...] = PATH_PREFIXES
-    ) -> None:
-        self.app = app
-        self.origins = frozenset(origin.lower() for origin in origins)
-        self.prefixes = prefixes
-        self.cors = CORSMiddleware(
-            app,
-            allow_origins=sorted(self.origins),
-            allow_credentials=True,
-            allow_methods=ALLOW_METHODS,
-            allow_headers=ALLOW_HEADERS,
-            expose_headers=EXPOSE_HEADERS,
-            max_age=MAX_AGE_SECONDS,
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefixes):
-            origin = Headers(scope=scope).get("origin")
-            if origin is not None and origin in self.origins:
-                await self.cors(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def api_cors(app: ASGIApp, origins: Iterable[str]) -> CORSMiddleware:
+    """Starlette's CORS middleware for the API's requests from one of ``origins`` (lower case);
+    :class:`bigupload.edge.EdgeMiddleware` sends it only those."""
+    return CORSMiddleware(
+        app,
+        allow_origins=sorted(origins),
+        allow_credentials=True,
+        allow_methods=ALLOW_METHODS,
+        allow_headers=ALLOW_HEADERS,
+        expose_headers=EXPOSE_HEADERS,
+        max_age=MAX_AGE_SECONDS,
+    )

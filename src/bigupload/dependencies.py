@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -38,6 +39,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async for session in session_scope(request.app.state.sessionmaker):
         yield session
 
+
+#: :func:`get_session`'s unit of work as a context manager, for a route that opens it itself.
+registry_session = contextlib.asynccontextmanager(session_scope)
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]

@@ -2,7 +2,7 @@
 
 A request target over :data:`MAX_TARGET_BYTES` is refused with 414 ``uri_too_long``; more than
 :data:`MAX_HEADER_COUNT` headers, or over :data:`MAX_HEADER_BYTES` of them, with 431
-``headers_too_large``. :class:`RequestHeadLimitMiddleware` checks every request the app gets;
+``headers_too_large``. :class:`bigupload.edge.EdgeMiddleware` checks every request the app gets;
 ``bigupload serve`` also stops reading a head at :data:`MAX_HEAD_BYTES`
 (:mod:`bigupload.cli.http_protocol`), so nothing larger is ever buffered.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from bigupload.errors import error_body
 
@@ -65,12 +65,14 @@ def head_too_large() -> Refusal:
     return headers_too_large(f"the request line and headers exceed {MAX_HEAD_BYTES} bytes")
 
 
-def check_head(target_bytes: int, headers: list[tuple[bytes, bytes]]) -> Refusal | None:
+def check_head(target_bytes: int, count: int, head_bytes: int) -> Refusal | None:
+    """The refusal of a head with a target of ``target_bytes``, ``count`` headers and
+    ``head_bytes`` of them (as sent: ``name: value\r\n`` each), if it breaks a cap."""
     if target_bytes > MAX_TARGET_BYTES:
         return target_too_long()
-    if len(headers) > MAX_HEADER_COUNT:
+    if count > MAX_HEADER_COUNT:
         return headers_too_large(f"more than {MAX_HEADER_COUNT} headers")
-    if sum(len(name) + len(value) + 4 for name, value in headers) > MAX_HEADER_BYTES:
+    if head_bytes > MAX_HEADER_BYTES:
         return headers_too_large(f"more than {MAX_HEADER_BYTES} bytes of headers")
     return None
 
@@ -79,24 +81,3 @@ def target_length(scope: Scope) -> int:
     raw_path = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string", b"")
     return len(raw_path) + (len(query) + 1 if query else 0)
-
-
-class RequestHeadLimitMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = check_head(target_length(scope), list(scope.get("headers", ())))
-            if refusal is not None:
-                body = refusal.body(scope["path"])
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": refusal.status,
-                        "headers": refusal.headers(body),
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
+from starlette.requests import HTTPConnection
 
 from bigupload import clock
 from bigupload.auth import repository
@@ -28,7 +29,19 @@ from bigupload.config import Settings
 from bigupload.db import session_scope
 from bigupload.errors import Forbidden, Unauthenticated
 
-_bearer = HTTPBearer(
+
+class _Bearer(HTTPBearer):
+    """FastAPI's ``HTTPBearer`` (the same OpenAPI security scheme; no error of its own), but
+    answering the token alone, not a pydantic model made for it on every request."""
+
+    async def __call__(self, request: HTTPConnection) -> str | None:  # type: ignore[override]
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        token = token.strip()
+        return token if token and scheme.lower() == "bearer" else None
+
+
+_bearer = _Bearer(
+    scheme_name="HTTPBearer",
     auto_error=False,
     description="An API key made with `bigupload keys create`, or, when configured, a JWT "
     "from your identity provider.",
@@ -55,18 +68,18 @@ _registry = contextlib.asynccontextmanager(session_scope)
 
 async def current_principal(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    bearer: Annotated[str | None, Depends(_bearer)],
 ) -> Principal:
     """Who calls. A cached key, token or session costs no registry session: only a cache miss
     opens one (its own, closed before the route runs) to look the caller up."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    if bearer is None:
         cookie = request.cookies.get(COOKIE_NAME)
         if not cookie:
             raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
         principal = await _signed_in(request, cookie)
     else:
         # The hot path: a cached key costs one digest and one dictionary read.
-        token = credentials.credentials
+        token = bearer
         verifier: TokenVerifier | None = request.app.state.token_verifier
         if len(token) > (_MAX_TOKEN if verifier else _MAX_KEY):
             raise Unauthenticated("the credential is too long to be valid", code="invalid_api_key")

@@ -6,7 +6,7 @@ sees anything. This protocol counts the bytes of each head as they arrive and re
 API's JSON shape a head over ``MAX_HEAD_BYTES`` (414 when its target is the long part, else
 431), then closes the connection; what is not HTTP at all is 400 ``bad_request`` in the same
 shape. Smaller heads reach the app, whose
-:class:`~bigupload.request_head.RequestHeadLimitMiddleware` applies the finer limits.
+:class:`~bigupload.edge.EdgeMiddleware` applies the finer limits.
 """
 
 from __future__ import annotations

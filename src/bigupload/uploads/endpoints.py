@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
+from pydantic import TypeAdapter
 
 from bigupload.auth.dependencies import PrincipalDep
-from bigupload.dependencies import FileInserterDep, SessionDep, SettingsDep, StorageDep
+from bigupload.dependencies import SessionDep, SettingsDep, StorageDep, registry_session
 from bigupload.errors import FILE_NOT_FOUND, STORE_FULL_RESPONSE, ErrorBody
 from bigupload.files import service as files
 from bigupload.files.schemas import FileOut
@@ -27,6 +28,9 @@ from bigupload.uploads.schemas import (
 )
 
 router = APIRouter(prefix="/uploads", tags=["uploads"], route_class=ApiRoute)
+
+#: How ``POST /uploads`` answers a ticket: as FastAPI would through its ``response_model``.
+_TICKET: TypeAdapter[SingleUploadTicket | MultipartUploadTicket] = TypeAdapter(UploadTicket)
 
 
 @router.post(
@@ -55,13 +59,9 @@ router = APIRouter(prefix="/uploads", tags=["uploads"], route_class=ApiRoute)
     },
 )
 async def create_upload(
+    request: Request,
     body: CreateUpload,
     principal: PrincipalDep,
-    session: SessionDep,
-    storage: StorageDep,
-    settings: SettingsDep,
-    inserter: FileInserterDep,
-    response: Response,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -75,18 +75,28 @@ async def create_upload(
             "UUID per upload is a good key.",
         ),
     ] = None,
-) -> SingleUploadTicket | MultipartUploadTicket:
-    ticket = await service.create_upload(
-        session,
-        inserter,
-        principal.owner,
-        body,
-        storage,
-        settings,
-        idempotency_key=idempotency_key,
+) -> Response:
+    # The hot path of the service: the app's objects read straight from its state, the
+    # session opened here (committed before the answer, as the session dependency's), and
+    # the ticket serialized once (FastAPI would validate the ticket it was just built from).
+    state = request.app.state
+    async with registry_session(state.sessionmaker) as session:
+        ticket = await service.create_upload(
+            session,
+            state.file_inserter,
+            principal.owner,
+            body,
+            state.storage,
+            state.settings,
+            idempotency_key=idempotency_key,
+        )
+    response = Response(
+        _TICKET.dump_json(ticket),
+        status_code=status.HTTP_201_CREATED,
+        media_type="application/json",
     )
     response.headers["Location"] = f"/api/v1/files/{ticket.id}"
-    return ticket
+    return response
 
 
 @router.post(
