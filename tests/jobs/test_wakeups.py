@@ -25,7 +25,7 @@ from bigupload.files.models import FileEvent
 from bigupload.jobs.kinds import JobContext, JobKind, Periodic, PeriodicContext
 from bigupload.jobs.queue import enqueue
 from bigupload.jobs.runner import JobRunner
-from bigupload.jobs.wakeups import APPLICATION_NAME, EVENTS, JOBS, Listener
+from bigupload.jobs.wakeups import APPLICATION_NAME, CHANNEL, EVENTS, JOBS, Listener
 from bigupload.storage.local import LocalStorage
 from bigupload.uploads.service import new_record
 from tests.jobs.conftest import LogRecords, Registry, eventually
@@ -66,7 +66,10 @@ async def effects_of(registry: Registry, job_id: int) -> bool:
 
 
 def listener(registry: Registry, received: list[str]) -> Listener:
-    return Listener(registry.engine, received.append, name="test", check_interval=3600)
+    """A listener that hears this process's notifications too, as another process would."""
+    return Listener(
+        registry.engine, received.append, name="test", check_interval=3600, own_too=True
+    )
 
 
 # -- across processes (PostgreSQL) -------------------------------------------------------------
@@ -194,6 +197,48 @@ async def test_a_runner_listens_unless_notify_is_off(registry: Registry) -> None
     await eventually(lambda: no_listener(registry), "its backend gone")
 
 
+@POSTGRES_ONLY
+async def test_a_runner_skips_the_notifications_of_its_own_process(registry: Registry) -> None:
+    """Its own commits woke it already: hearing them again by NOTIFY would run the dispatcher
+    twice per new file. Another process's still wake it."""
+    runs: list[int] = []
+
+    async def dispatch(ctx: PeriodicContext) -> int:
+        runs.append(len(runs))
+        return 0
+
+    periodic = Periodic(
+        name="dispatch-test", interval=lambda _s: 3600.0, run=dispatch, notified_by=EVENTS
+    )
+    runner = registry.runner(
+        periodics=[periodic], job_poll_interval=60, job_notify_poll_interval=3600
+    )
+    await runner.start()
+    await eventually(lambda: runner.listening, "the runner listening")
+    assert runner._listener is not None
+    heard: list[str] = []
+    notify = runner._listener.notify
+
+    def recorded(payload: str) -> None:
+        heard.append(payload)
+        notify(payload)
+
+    runner._listener.notify = recorded
+    async with registry.sessionmaker() as session, session.begin():
+        session.add(
+            FileEvent(file_id=uuid.uuid4(), owner="o", to_status="uploaded", created_at=clock.now())
+        )
+    # Another process's notification, sent after: they arrive in commit order, so once it is
+    # heard, this process's own was delivered before it (and skipped).
+    async with registry.engine.begin() as connection:
+        await connection.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CHANNEL, "payload": "jobs@another-process"},
+        )
+    await eventually(lambda: heard, "the other process's notification")
+    assert heard == [JOBS]
+
+
 # -- in this process (SQLite and PostgreSQL) ---------------------------------------------------
 
 
@@ -242,7 +287,8 @@ async def test_a_new_files_first_event_runs_the_dispatcher_at_once(registry: Reg
     notifies = seen.starting("SELECT pg_notify")
     assert len(notifies) == (1 if registry.engine.dialect.name == "postgresql" else 0)
     if notifies:
-        assert seen.executed[-1][1][-1] == EVENTS  # the payload: events, for the dispatchers
+        # The payload: events, for the dispatchers, from this process.
+        assert seen.executed[-1][1][-1].partition("@")[0] == EVENTS
     await eventually(lambda: len(runs) == 2, "a run for the new file's event")
 
 

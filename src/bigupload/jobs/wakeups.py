@@ -11,6 +11,9 @@ Each runner on PostgreSQL keeps one connection of its own that LISTENs (:class:`
 notification wakes it at once. Polling stays as the fallback, at a longer interval while the
 listener is up. A lost listener connection is logged once and reconnected with backoff; once
 it is back, the runner looks for work at once (it may have missed notifications meanwhile).
+
+A notification names the process that sent it (``jobs,events@<origin>``); a listener skips its
+own process's, whose runners the commit already woke.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import secrets
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, event, text
@@ -56,6 +61,21 @@ class Wakeable(Protocol):
 
 #: The started runners of this process.
 _LOCAL: weakref.WeakSet[Any] = weakref.WeakSet()
+
+#: This process, in the notifications it sends (a forked child is another process).
+_origin = secrets.token_hex(8)
+
+
+def _new_origin() -> None:
+    global _origin
+    _origin = secrets.token_hex(8)
+
+
+os.register_at_fork(after_in_child=_new_origin)
+
+
+def _payload(payloads: Sequence[str]) -> str:
+    return ",".join(payloads) + "@" + _origin
 
 
 def register(runner: Wakeable) -> None:
@@ -104,7 +124,7 @@ def _before_commit(session: Session) -> None:
     if dialect != "postgresql":
         return
     # One statement whatever the transaction added; delivered on commit.
-    session.execute(_NOTIFY, {"channel": CHANNEL, "payload": ",".join(payloads)})
+    session.execute(_NOTIFY, {"channel": CHANNEL, "payload": _payload(payloads)})
 
 
 @event.listens_for(Session, "after_commit")
@@ -122,7 +142,7 @@ def notify_in(connection: Connection, *payloads: str) -> None:
     """For a transaction on a plain connection (no session, so no hooks): on PostgreSQL, say
     what it added to every process, on its commit. Call :func:`wake_local` after the commit."""
     if connection.dialect.name == "postgresql":
-        connection.execute(_NOTIFY, {"channel": CHANNEL, "payload": ",".join(payloads)})
+        connection.execute(_NOTIFY, {"channel": CHANNEL, "payload": _payload(payloads)})
 
 
 def wake_local(*payloads: str) -> None:
@@ -153,6 +173,9 @@ class Listener:
     without a word, as across a network partition, shows then). Lost, it reconnects with
     exponential backoff; once connected again it hands over :data:`JOBS` and :data:`EVENTS`
     (notifications of the meantime are lost), as it does the first time.
+
+    Notifications this process sent are skipped (its commits wake its runners directly),
+    unless ``own_too``: then it hears them as another process would.
     """
 
     def __init__(
@@ -163,6 +186,7 @@ class Listener:
         name: str,
         check_interval: float,
         connect_timeout: float = 10.0,
+        own_too: bool = False,
     ) -> None:
         if not can_listen(engine):
             raise ValueError("LISTEN needs PostgreSQL through asyncpg")
@@ -171,6 +195,7 @@ class Listener:
         self.name = name
         self.check_interval = check_interval
         self.connect_timeout = connect_timeout
+        self.own_too = own_too
         #: Connections made so far (for tests and logs).
         self.connections = 0
         self._up = asyncio.Event()
@@ -247,7 +272,10 @@ class Listener:
             await connection.fetchval("SELECT 1", timeout=self.connect_timeout)
 
     def _received(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        for each in payload.split(","):  # "jobs", "events" or "jobs,events"
+        kinds, _, origin = payload.partition("@")  # "jobs", "events" or "jobs,events"
+        if origin == _origin and not self.own_too:
+            return
+        for each in kinds.split(","):
             self.notify(each)
 
     def _connected(self) -> None:
