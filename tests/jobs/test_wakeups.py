@@ -201,19 +201,7 @@ async def test_a_runner_listens_unless_notify_is_off(registry: Registry) -> None
 async def test_a_runner_skips_the_notifications_of_its_own_process(registry: Registry) -> None:
     """Its own commits woke it already: hearing them again by NOTIFY would run the dispatcher
     twice per new file. Another process's still wake it."""
-    runs: list[int] = []
-
-    async def dispatch(ctx: PeriodicContext) -> int:
-        runs.append(len(runs))
-        return 0
-
-    periodic = Periodic(
-        name="dispatch-test", interval=lambda _s: 3600.0, run=dispatch, notified_by=EVENTS
-    )
-    runner = registry.runner(
-        periodics=[periodic], job_poll_interval=60, job_notify_poll_interval=3600
-    )
-    await runner.start()
+    runner, _ = await dispatcher_started(registry, job_notify="auto", job_notify_poll_interval=3600)
     await eventually(lambda: runner.listening, "the runner listening")
     assert runner._listener is not None
     heard: list[str] = []
@@ -242,9 +230,10 @@ async def test_a_runner_skips_the_notifications_of_its_own_process(registry: Reg
 # -- in this process (SQLite and PostgreSQL) ---------------------------------------------------
 
 
-async def dispatcher_started(registry: Registry) -> tuple[JobRunner, list[int]]:
+async def dispatcher_started(registry: Registry, **settings: Any) -> tuple[JobRunner, list[int]]:
     """A runner whose only periodic stands for the dispatcher (woken by new events, else once
-    an hour), started and past its first run; and the list its runs are appended to."""
+    an hour), started and past its first run; and the list its runs are appended to. It does
+    not listen unless ``settings`` say so: on PostgreSQL its connecting runs the periodic too."""
     runs: list[int] = []
 
     async def dispatch(ctx: PeriodicContext) -> int:
@@ -254,10 +243,11 @@ async def dispatcher_started(registry: Registry) -> tuple[JobRunner, list[int]]:
     periodic = Periodic(
         name="dispatch-test", interval=lambda _s: 3600.0, run=dispatch, notified_by=EVENTS
     )
-    # Not listening: on PostgreSQL its connecting would run the periodic too.
-    runner = registry.runner(periodics=[periodic], job_poll_interval=60, job_notify="off")
+    runner = registry.runner(
+        periodics=[periodic], job_poll_interval=60, **({"job_notify": "off"} | settings)
+    )
     await runner.start()
-    await eventually(lambda: len(runs) == 1, "the first run, at start")
+    await eventually(lambda: runs, "the first run, at start")
     return runner, runs
 
 
