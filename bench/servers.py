@@ -227,6 +227,27 @@ def wait_ready(
     raise TimeoutError(f"{name} did not become ready in {timeout:.0f} s:\n" + tail(stderr_path))
 
 
+def launch(
+    name: str,
+    argv: Sequence[str],
+    env: dict[str, str],
+    workdir: Path,
+    port: int,
+    *,
+    want_key: bool = False,
+) -> tuple[subprocess.Popen[bytes], str | None, Path]:
+    """Spawn a server (its output in ``workdir/<name>.stderr.log``) and wait until it is ready;
+    stopped again if it never is. The process, the admin key if asked for, the log's path."""
+    stderr_path = workdir / f"{name}.stderr.log"
+    proc = spawn(argv, env, workdir, stderr_path)
+    try:
+        key = wait_ready(proc, name, port, stderr_path, want_key=want_key)
+    except BaseException:
+        stop(proc, name)
+        raise
+    return proc, key, stderr_path
+
+
 def stop(proc: subprocess.Popen[bytes], name: str, grace: float = 10.0) -> None:
     """Terminate by PID, wait a bounded time, then kill."""
     if proc.poll() is not None:
@@ -270,18 +291,14 @@ def start_bigupload(
         command = [sys.executable, str(BENCH_DIR / "profiled_serve.py"), str(profile)]
     port = free_port()
     data_dir = workdir / f"{name}-data"
-    stderr_path = workdir / f"{name}.stderr.log"
-    proc = spawn(
+    proc, key, stderr_path = launch(
+        name,
         [*command, "serve", "--port", str(port), "--workers", str(workers)],
         server_env(data_dir, rate_limit) | (settings or {}),
         workdir,
-        stderr_path,
+        port,
+        want_key=True,
     )
-    try:
-        key = wait_ready(proc, name, port, stderr_path, want_key=True)
-    except BaseException:
-        stop(proc, name)
-        raise
     return Server(
         name, port, proc, stderr_path, {"Authorization": f"Bearer {key}"}, data_dir=data_dir
     )
@@ -289,8 +306,8 @@ def start_bigupload(
 
 def start_baseline(workdir: Path, workers: int = 1) -> Server:
     port = free_port()
-    stderr_path = workdir / "baseline.stderr.log"
-    proc = spawn(
+    proc, _, stderr_path = launch(
+        "baseline",
         [
             sys.executable,
             str(BENCH_DIR / "baseline_app.py"),
@@ -298,13 +315,8 @@ def start_baseline(workdir: Path, workers: int = 1) -> Server:
         ],
         server_env(None),
         workdir,
-        stderr_path,
+        port,
     )
-    try:
-        wait_ready(proc, "baseline", port, stderr_path, want_key=False)
-    except BaseException:
-        stop(proc, "baseline")
-        raise
     return Server("baseline", port, proc, stderr_path)
 
 
@@ -330,15 +342,11 @@ def start_companion(workdir: Path, install_timeout: float = 600.0) -> Server:
     port = free_port()
     data_dir = workdir / "companion-data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    stderr_path = workdir / "companion.stderr.log"
     env = server_env(None) | {"NODE_ENV": "production"}
     argv = [node, str(COMPANION_DIR / "server.mjs"), "--host", HOST, "--port", str(port)]
-    proc = spawn([*argv, "--data-dir", str(data_dir)], env, workdir, stderr_path)
-    try:
-        wait_ready(proc, "companion", port, stderr_path, want_key=False)
-    except BaseException:
-        stop(proc, "companion")
-        raise
+    proc, _, stderr_path = launch(
+        "companion", [*argv, "--data-dir", str(data_dir)], env, workdir, port
+    )
     return Server("companion", port, proc, stderr_path, data_dir=data_dir)
 
 
@@ -388,13 +396,7 @@ def start_bigupload_with_key(
     data_dir.mkdir(parents=True, exist_ok=True)
     env = server_env(data_dir) | settings
     key = create_api_key(env, workdir, key_name)
-    stderr_path = workdir / f"{name}.stderr.log"
-    proc = spawn([command, "serve", "--port", str(port)], env, workdir, stderr_path)
-    try:
-        wait_ready(proc, name, port, stderr_path, want_key=False)
-    except BaseException:
-        stop(proc, name)
-        raise
+    proc, _, stderr_path = launch(name, [command, "serve", "--port", str(port)], env, workdir, port)
     return Server(
         name, port, proc, stderr_path, {"Authorization": f"Bearer {key}"}, data_dir=data_dir
     )
@@ -415,13 +417,7 @@ def start_nanio(workdir: Path, access_key: str, secret_key: str) -> Server:
         for k, v in env.items()
         if not k.startswith("NANIO_") or k in ("NANIO_ACCESS_KEY", "NANIO_SECRET_KEY")
     }
-    stderr_path = workdir / "nanio.stderr.log"
     argv = [command, "serve", "--data-dir", str(data_dir), "--host", HOST, "--port", str(port)]
     argv += ["--log-level", "warning", "--no-access-log"]
-    proc = spawn(argv, env, workdir, stderr_path)
-    try:
-        wait_ready(proc, "nanio", port, stderr_path, want_key=False)
-    except BaseException:
-        stop(proc, "nanio")
-        raise
+    proc, _, stderr_path = launch("nanio", argv, env, workdir, port)
     return Server("nanio", port, proc, stderr_path, data_dir=data_dir)
