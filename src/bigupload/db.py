@@ -85,12 +85,16 @@ def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
     return on_connect
 
 
+#: How every SQLite transaction begins: two writers queue on the busy timeout.
+SQLITE_BEGIN = "BEGIN IMMEDIATE"
+
+
 def _sqlite_begin(dbapi_connection: Any) -> None:
     """The dialect's ``do_begin``: ``BEGIN IMMEDIATE`` on the driver's connection, straight (no
     statement execution around it; errors are wrapped as any statement's, by the engine)."""
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute(SQLITE_BEGIN)
     finally:
         cursor.close()
 

@@ -6,8 +6,10 @@ under load many rows share one commit, and a lone request pays for one transacti
 
 A batch is two Core inserts on one connection of the engine, in one call into SQLAlchemy's
 synchronous side (no ORM session, no unit of work, one greenlet switch for the whole
-transaction); open event streams and the outbox dispatcher are told of the new events once it
-has committed, as they are of any session's (:mod:`bigupload.jobs.wakeups`).
+transaction); on SQLite, in one call on the driver's thread instead
+(:mod:`bigupload.files.sqlite_batch`: one thread hand-off, not one per cursor operation). Open
+event streams and the outbox dispatcher are told of the new events once it has
+committed, as they are of any session's (:mod:`bigupload.jobs.wakeups`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import insert as insert_stmt
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bigupload.files.models import FileEvent, FileRecord
+from bigupload.files.sqlite_batch import SQLiteBatch
 from bigupload.jobs import wakeups
 
 
@@ -34,6 +37,9 @@ def _column(attr: Any) -> tuple[str, str, Any]:
 _FILE_COLUMNS = tuple(_column(attr) for attr in inspect(FileRecord).column_attrs)
 _INSERT_FILE = insert_stmt(cast(Table, FileRecord.__table__))
 _INSERT_EVENT = insert_stmt(cast(Table, FileEvent.__table__))
+#: The keys of the rows :func:`_rows` makes.
+_FILE_KEYS = tuple(column for _, column, _ in _FILE_COLUMNS)
+_EVENT_KEYS = ("file_id", "owner", "from_status", "to_status", "reason", "created_at")
 
 
 def _rows(record: FileRecord) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -44,7 +50,7 @@ def _rows(record: FileRecord) -> tuple[dict[str, Any], dict[str, Any]]:
     for attr, column, default in _FILE_COLUMNS:
         value = values.get(attr)
         file_row[column] = default if value is None and default is not None else value
-    event_row = {
+    event_row = {  # the keys of _EVENT_KEYS
         "file_id": record.id,
         "owner": record.owner,
         "from_status": None,
@@ -67,6 +73,11 @@ class FileInserter:
         if not isinstance(engine, AsyncEngine):
             raise TypeError("the sessionmaker must be bound to an AsyncEngine")
         self._engine = engine
+        self._sqlite = (
+            SQLiteBatch(engine, (_INSERT_FILE, _FILE_KEYS), (_INSERT_EVENT, _EVENT_KEYS))
+            if SQLiteBatch.supports(engine)
+            else None
+        )
         self._max_batch = max_batch
         self._pending: list[tuple[dict[str, Any], dict[str, Any], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -110,7 +121,10 @@ class FileInserter:
             # task is the inserter's, which its callers never cancel (they shield it).
             connection = await self._engine.connect()
             try:
-                await connection.run_sync(write)
+                if self._sqlite is not None and self._sqlite.applies(connection):
+                    await self._sqlite.run(connection, files, events)
+                else:
+                    await connection.run_sync(write)
             finally:
                 await connection.close()
         except BaseException as exc:
