@@ -72,6 +72,17 @@ def botocore_url(store: S3Storage, key: str, upload_id: str, part: PartToSign, e
     return url
 
 
+def path_style_client(session: Any, signature_version: str = "s3v4") -> Any:
+    """An S3 client of ``session`` for a loopback endpoint, path-style, signing with
+    ``signature_version`` (nothing is sent: these tests only sign)."""
+    return session.client(
+        "s3",
+        endpoint_url="http://127.0.0.1:4566",
+        region_name="us-east-1",
+        config=Config(signature_version=signature_version, s3={"addressing_style": "path"}),
+    )
+
+
 def count_botocore_calls(monkeypatch: pytest.MonkeyPatch, client: Any) -> list[str]:
     """Record each URL botocore presigns for ``client`` (botocore still does the work)."""
     calls: list[str] = []
@@ -238,12 +249,7 @@ def test_size_less_parts_fall_back_to_botocore_with_a_client_it_does_not_know(
     monkeypatch: pytest.MonkeyPatch, frozen_botocore: datetime, caplog: pytest.LogCaptureFixture
 ) -> None:
     credentials(monkeypatch, None)
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url="http://127.0.0.1:4566",
-        region_name="us-east-1",
-        config=Config(signature_version="s3", s3={"addressing_style": "path"}),
-    )
+    client = path_style_client(boto3.session.Session(), "s3")
     store = S3Storage(client, "bu-bucket")
     parts = [PartToSign(1, None, None), PartToSign(2, None, digest(2))]
     with caplog.at_level(logging.WARNING, logger="bigupload.storage.s3.presign"):
@@ -260,12 +266,7 @@ def test_each_batch_signs_with_the_credentials_of_the_moment(
     session = boto3.session.Session(
         aws_access_key_id="AKIAFIRST", aws_secret_access_key="first-secret"
     )
-    client = session.client(
-        "s3",
-        endpoint_url="http://127.0.0.1:4566",
-        region_name="us-east-1",
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
+    client = path_style_client(session)
     store = S3Storage(client, "bu-bucket")
     parts = [PartToSign(n, 10 * n, digest(n) if n % 2 else None) for n in range(1, 6)]
     botocore_calls = count_botocore_calls(monkeypatch, client)
@@ -288,12 +289,7 @@ def test_a_client_the_fast_signer_does_not_know_is_signed_by_botocore(
 ) -> None:
     """A client botocore signs otherwise (here SigV2) still gets botocore's URLs, slowly."""
     credentials(monkeypatch, None)
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url="http://127.0.0.1:4566",
-        region_name="us-east-1",
-        config=Config(signature_version="s3", s3={"addressing_style": "path"}),
-    )
+    client = path_style_client(boto3.session.Session(), "s3")
     store = S3Storage(client, "bu-bucket")
     parts = [PartToSign(1, 5, None), PartToSign(2, 6, digest(2))]
     with caplog.at_level(logging.WARNING, logger="bigupload.storage.s3.presign"):

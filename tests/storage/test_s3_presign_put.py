@@ -18,7 +18,6 @@ from typing import Any
 import boto3
 import botocore.auth
 import pytest
-from botocore.config import Config
 
 from bigupload.storage.s3 import S3Storage, build_client
 from tests.storage.test_s3_presign import (
@@ -27,6 +26,7 @@ from tests.storage.test_s3_presign import (
     TOKEN,
     count_botocore_calls,
     credentials,
+    path_style_client,
 )
 
 KEYS = [
@@ -148,12 +148,7 @@ def test_put_urls_sign_with_the_credentials_of_the_moment(monkeypatch: pytest.Mo
     session = boto3.session.Session(
         aws_access_key_id="AKIAFIRST", aws_secret_access_key="first-secret"
     )
-    client = session.client(
-        "s3",
-        endpoint_url="http://127.0.0.1:4566",
-        region_name="us-east-1",
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
+    client = path_style_client(session)
     store = S3Storage(client, "bu-bucket")
     calls = count_botocore_calls(monkeypatch, client)
 
@@ -181,12 +176,7 @@ def test_a_client_the_fast_signer_does_not_know_is_signed_by_botocore(
     """A client botocore signs otherwise (here SigV2) still gets botocore's URLs, slowly."""
     credentials(monkeypatch, None)
     frozen_at(monkeypatch, FROZEN)
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url="http://127.0.0.1:4566",
-        region_name="us-east-1",
-        config=Config(signature_version="s3", s3={"addressing_style": "path"}),
-    )
+    client = path_style_client(boto3.session.Session(), "s3")
     store = S3Storage(client, "bu-bucket")
     calls = count_botocore_calls(monkeypatch, client)
     with caplog.at_level(logging.WARNING, logger="bigupload.storage.s3.presign_put"):
