@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from bigupload.storage.base import Storage
+from bigupload.storage.base import CompletedPart, Storage, StoredPart, UploadNotFound
 from bigupload.storage.local import LocalStorage
 from tests.api.helpers import sha256_hex, upload_request
 from tests.api.test_complete import events_of
@@ -460,6 +460,66 @@ async def test_racing_completes_make_one_object_and_agree(
     assert len({a.text for a in answers}) == 1
     assert await events_of(app, ticket["id"]) == [(None, "pending"), ("pending", "uploaded")]
     assert await download(alice, store_http, ticket["id"]) == DATA
+
+
+class CompletedElsewhere:
+    """A store caught in the middle of a complete that another replica made: it has forgotten
+    the multipart upload but does not show the object yet (moto does this; S3 may take a while
+    to finish a complete). The object appears ``lag`` seconds after the first ``list_parts``."""
+
+    def __init__(self, store: Storage, lag: float) -> None:
+        self._store = store
+        self._lag = lag
+        self.finishing: asyncio.Task[None] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def list_parts(self, key: str, upload_id: str) -> list[StoredPart]:
+        if self.finishing is None:
+            held = await self._store.list_parts(key, upload_id)
+            self.finishing = asyncio.create_task(self._finish(key, upload_id, held))
+        raise UploadNotFound(upload_id)
+
+    async def _finish(self, key: str, upload_id: str, held: list[StoredPart]) -> None:
+        await asyncio.sleep(self._lag)
+        parts = [CompletedPart(p.part_number, p.etag) for p in held]
+        await self._store.complete_multipart(key, upload_id, parts)
+
+
+@pytest.mark.parametrize("lag", [0.0, 0.3])
+async def test_a_complete_finishing_elsewhere_is_waited_for_and_verified(
+    app: FastAPI, alice: Caller, storage: Storage, store_http: httpx.AsyncClient, lag: float
+) -> None:
+    ticket = await begin(alice)
+    await send_parts(alice, store_http, ticket, [1, 2, 3])
+    lagging = CompletedElsewhere(storage, lag)
+    app.state.storage = lagging
+    try:
+        answer = await complete(alice, ticket["id"])
+    finally:
+        app.state.storage = storage
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "uploaded"
+    assert lagging.finishing is not None and lagging.finishing.done()
+    assert await events_of(app, ticket["id"]) == [(None, "pending"), ("pending", "uploaded")]
+    assert await download(alice, store_http, ticket["id"]) == DATA
+
+
+async def test_an_upload_aborted_outside_bigupload_is_409_and_stays_pending(
+    app: FastAPI, alice: Caller, storage: Storage, store_http: httpx.AsyncClient
+) -> None:
+    ticket = await begin(alice)
+    await send_parts(alice, store_http, ticket, [1, 2, 3])
+    record = (await alice.get(f"/api/v1/files/{ticket['id']}")).json()
+    await storage.abort_multipart(record["key"], ticket["upload_id"])
+    refused = await complete(alice, ticket["id"])
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "upload_not_in_store"
+    assert error["details"] == {"upload_id": ticket["upload_id"]}
+    assert (await alice.get(f"/api/v1/files/{ticket['id']}")).json()["status"] == "pending"
+    assert await storage.stat(record["key"]) is None
 
 
 # -- abort --------------------------------------------------------------------------------------

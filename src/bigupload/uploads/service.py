@@ -6,6 +6,7 @@ import contextlib
 import logging
 import uuid
 
+import tenacity
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,6 +45,9 @@ from bigupload.uploads.sizing import PartSizer
 log = logging.getLogger("bigupload.uploads")
 
 Ticket = SingleUploadTicket | MultipartUploadTicket
+
+RACING_COMPLETE_GRACE = 2.0
+"""Seconds to wait for the object a racing complete is making before calling the upload gone."""
 
 
 def object_key(owner: str, file_id: uuid.UUID) -> str:
@@ -302,6 +306,22 @@ async def _stored_checksum(storage: Storage, stored: StoredObject) -> str:
         return (await storage.sha256(stored.key)).hex()
 
 
+async def _made_by_a_racer(storage: Storage, record: FileRecord) -> StoredObject | None:
+    """The object a racing complete made of this upload, or ``None`` if none appears in time.
+
+    A store that no longer knows the multipart upload may not show its object yet: S3 can take
+    a while to finish a complete, and moto forgets the upload before it writes the object.
+    """
+    waiting = tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_delay(RACING_COMPLETE_GRACE),
+        wait=tenacity.wait_exponential(multiplier=0.05, max=0.5),
+        retry=tenacity.retry_if_result(lambda stored: stored is None),
+        retry_error_callback=lambda _: None,
+    )
+    made: StoredObject | None = await waiting(_stored, storage, record)
+    return made
+
+
 def _settled(record: FileRecord) -> FileRecord:
     """Answer a file that is past ``pending``: itself if whole, else the reason it is not."""
     if FileStatus(record.status) in READABLE:
@@ -357,7 +377,7 @@ async def _join_parts(
     try:
         held = await multipart.stored_parts(record, storage)
     except Conflict as exc:
-        if exc.code != "upload_not_in_store" or await _stored(storage, record) is None:
+        if exc.code != "upload_not_in_store" or await _made_by_a_racer(storage, record) is None:
             raise
         return None  # completed by a racing call: verify what it made
     try:
@@ -373,7 +393,7 @@ async def _join_parts(
         try:
             return await storage.complete_multipart(record.key, record.multipart_upload_id, parts)
         except UploadNotFound:
-            if await _stored(storage, record) is None:
+            if await _made_by_a_racer(storage, record) is None:
                 await repository.refresh(session, record)
                 if FileStatus(record.status) != FileStatus.PENDING:
                     _settled(record)
