@@ -168,6 +168,8 @@ class Settings(BaseSettings):
     #: ``job_notify_poll_interval``); ``off`` polls every ``job_poll_interval``.
     job_notify: Literal["auto", "off"] = "auto"
     job_notify_poll_interval: float = Field(default=30.0, ge=0.01, le=24 * 3600)
+    #: Seconds at least between two dispatcher rounds woken by new file events.
+    dispatch_gap: float = Field(default=0.1, ge=0, le=10)
     job_lease_seconds: float = Field(default=300.0, ge=1, le=24 * 3600)
     job_max_attempts: int = Field(default=8, ge=1, le=100)
 

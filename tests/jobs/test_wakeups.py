@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from sqlalchemy import text
 
 from bigupload import clock
+from bigupload.config import Settings
 from bigupload.files.inserter import FileInserter
 from bigupload.files.models import FileEvent
 from bigupload.jobs.kinds import JobContext, JobKind, Periodic, PeriodicContext
@@ -230,10 +232,13 @@ async def test_a_runner_skips_the_notifications_of_its_own_process(registry: Reg
 # -- in this process (SQLite and PostgreSQL) ---------------------------------------------------
 
 
-async def dispatcher_started(registry: Registry, **settings: Any) -> tuple[JobRunner, list[int]]:
+async def dispatcher_started(
+    registry: Registry, gap: Callable[[Settings], float] | None = None, **settings: Any
+) -> tuple[JobRunner, list[int]]:
     """A runner whose only periodic stands for the dispatcher (woken by new events, else once
-    an hour), started and past its first run; and the list its runs are appended to. It does
-    not listen unless ``settings`` say so: on PostgreSQL its connecting runs the periodic too."""
+    an hour; ``gap`` as ``Periodic.gap``), started and past its first run; and the list its runs
+    are appended to. It does not listen unless ``settings`` say so: on PostgreSQL its connecting
+    runs the periodic too."""
     runs: list[int] = []
 
     async def dispatch(ctx: PeriodicContext) -> int:
@@ -241,7 +246,11 @@ async def dispatcher_started(registry: Registry, **settings: Any) -> tuple[JobRu
         return 0
 
     periodic = Periodic(
-        name="dispatch-test", interval=lambda _s: 3600.0, run=dispatch, notified_by=EVENTS
+        name="dispatch-test",
+        interval=lambda _s: 3600.0,
+        run=dispatch,
+        notified_by=EVENTS,
+        gap=gap,
     )
     runner = registry.runner(
         periodics=[periodic], job_poll_interval=60, **({"job_notify": "off"} | settings)
@@ -307,6 +316,41 @@ async def test_new_file_events_run_the_dispatcher_and_look_for_no_jobs(
     runner.wake()
     await eventually(lambda: claims != [], "the claim wake asked for")
     assert claims == ["wake"]
+
+
+async def test_a_burst_of_events_within_the_gap_takes_one_run_after_it(
+    registry: Registry,
+) -> None:
+    """A create commits an event and wakes the dispatcher: under load, one round per create
+    cost as much CPU as the create. Within its gap the dispatcher is only marked as wanted."""
+    gap = [3600.0]
+    runner, runs = await dispatcher_started(registry, gap=lambda _s: gap[0])
+    for _ in range(50):
+        runner.notified(EVENTS)
+    rounds = runner.stats.rounds
+    runner.wake()  # a round of the loop, in which it would have started the dispatcher
+    await eventually(lambda: runner.stats.rounds > rounds, "another round")
+    assert runs == [0]
+    gap[0] = 0.0
+    runner.wake()
+    await eventually(lambda: len(runs) == 2, "one run for the 50 wake-ups")
+    rounds = runner.stats.rounds
+    runner.wake()
+    await eventually(lambda: runner.stats.rounds > rounds, "another round")
+    assert runs == [0, 1]
+
+
+async def test_a_wake_up_within_the_gap_runs_when_the_gap_ends(registry: Registry) -> None:
+    """Nothing else wakes the loop (its poll interval is a minute): the gap's end must."""
+    _, runs = await dispatcher_started(registry, gap=lambda _s: 0.2)
+    for expected in (2, 3, 4):
+        async with registry.sessionmaker() as session, session.begin():
+            session.add(
+                FileEvent(
+                    file_id=uuid.uuid4(), owner="o", to_status="uploaded", created_at=clock.now()
+                )
+            )
+        await eventually(lambda n=expected: len(runs) == n, "a run after the gap")  # type: ignore[misc]
 
 
 async def test_a_rolled_back_file_event_runs_nothing(registry: Registry) -> None:

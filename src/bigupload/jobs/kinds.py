@@ -114,7 +114,8 @@ class Periodic:
 
     Work ``notified_by`` a wake-up payload (:mod:`bigupload.jobs.wakeups`) is done at once when
     one arrives; while the runner listens for them, its interval is at least
-    ``job_notify_poll_interval``.
+    ``job_notify_poll_interval``. With a ``gap``, a notified run starts no sooner than that many
+    seconds after the previous run started, so a burst of wake-ups is served by one run.
     """
 
     name: str
@@ -122,3 +123,4 @@ class Periodic:
     run: Callable[[PeriodicContext], Awaitable[object]]
     exclusive: bool = False
     notified_by: str | None = None
+    gap: Callable[[Settings], float] | None = None

@@ -124,6 +124,8 @@ class JobRunner:
         self._periodic_tasks: dict[str, asyncio.Task[object]] = {}
         #: Periodics a wake-up made due now (``Periodic.notified_by``).
         self._notified: set[str] = set()
+        #: When each periodic last started, on the loop's clock (for ``Periodic.gap``).
+        self._started: dict[str, float] = {}
         #: Whether the loop must look for jobs when it wakes: jobs were queued, a slot was freed,
         #: or ``wake`` was called. A wake-up for periodics alone (new file events for the
         #: dispatcher, a periodic that ended) starts them without a claim, until the claim's
@@ -187,14 +189,17 @@ class JobRunner:
     def notified(self, payload: str) -> None:
         """A wake-up (:mod:`bigupload.jobs.wakeups`): jobs were queued, or the periodics
         ``notified_by`` ``payload`` have work."""
-        for_periodic = False
+        for_periodic = news = False
         for name, periodic in self.periodics.items():
             if periodic.notified_by == payload:
-                self._notified.add(name)
                 for_periodic = True
+                # Already notified, or running (its end wakes the loop): nothing new to wake for.
+                news |= name not in self._notified and name not in self._periodic_tasks
+                self._notified.add(name)
         if not for_periodic:  # jobs were queued (or a payload no periodic answers)
-            self._claim_wanted = True
-        self._wake.set()
+            self._claim_wanted = news = True
+        if news:
+            self._wake.set()
 
     def notified_from_any_thread(self, payload: str) -> None:
         loop = self._loop
@@ -280,6 +285,9 @@ class JobRunner:
         if waiting:  # (one still running wakes the loop when it ends)
             until_periodic = (min(waiting) - clock.now()).total_seconds()
             wait = max(0.0, min(wait, until_periodic))
+        held = [self._gap_ends(n) for n in self._notified if n not in self._periodic_tasks]
+        if held:  # notified, but within its gap
+            wait = max(0.0, min(wait, min(held) - asyncio.get_running_loop().time()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(0.0, wait))
 
@@ -290,14 +298,26 @@ class JobRunner:
         self._claim_wanted = True  # a slot is free, and a job waiting on its ordering key
         self._wake.set()  # may be due
 
+    def _gap_ends(self, name: str) -> float:
+        """When a notified run of the periodic ``name`` may start, on the loop's clock."""
+        gap = self.periodics[name].gap
+        started = self._started.get(name)
+        if gap is None or started is None:
+            return 0.0
+        return started + gap(self.settings)
+
     def _start_due_periodics(self, next_due: dict[str, datetime]) -> None:
         now = clock.now()
+        loop_now = asyncio.get_running_loop().time()
         for name, periodic in self.periodics.items():
             if name in self._periodic_tasks:
                 continue
-            if now < next_due[name] and name not in self._notified:
+            if now < next_due[name] and (
+                name not in self._notified or loop_now < self._gap_ends(name)
+            ):
                 continue
             self._notified.discard(name)
+            self._started[name] = loop_now
             interval = periodic.interval(self.settings)
             if periodic.notified_by is not None and self.listening:
                 interval = max(interval, self.settings.job_notify_poll_interval)

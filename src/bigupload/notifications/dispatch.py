@@ -211,13 +211,14 @@ async def _run(ctx: PeriodicContext) -> int:
     return await dispatch_round(ctx)
 
 
-#: Every ``job_poll_interval`` seconds, in every process that runs jobs, and at once when events
-#: are committed (in this process, or on PostgreSQL in any: then every
-#: ``job_notify_poll_interval`` seconds besides).
+#: Every ``job_poll_interval`` seconds, in every process that runs jobs, and when events are
+#: committed (in this process, or on PostgreSQL in any: then every ``job_notify_poll_interval``
+#: seconds besides), at most once per ``dispatch_gap``: a burst of events takes one round.
 DISPATCH = Periodic(
     name="dispatch",
     interval=lambda settings: settings.job_poll_interval,
     run=_run,
     exclusive=False,
     notified_by=EVENTS,
+    gap=lambda settings: settings.dispatch_gap,
 )
