@@ -7,7 +7,8 @@ under load many rows share one commit, and a lone request pays for one transacti
 A batch is two Core inserts on one connection of the engine, in one call into SQLAlchemy's
 synchronous side (no ORM session, no unit of work, one greenlet switch for the whole
 transaction); on SQLite, in one call on the driver's thread instead
-(:mod:`bigupload.files.sqlite_batch`: one thread hand-off, not one per cursor operation). Open
+(:mod:`bigupload.files.sqlite_batch`: one thread hand-off, not one per cursor operation); on
+PostgreSQL, as one statement (:mod:`bigupload.files.postgres_batch`: one round trip). Open
 event streams and the outbox dispatcher are told of the new events once it has
 committed, as they are of any session's (:mod:`bigupload.jobs.wakeups`).
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from collections.abc import Callable
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, inspect
@@ -23,15 +26,21 @@ from sqlalchemy import insert as insert_stmt
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bigupload.files.models import FileEvent, FileRecord
+from bigupload.files.postgres_batch import PostgresBatch
 from bigupload.files.sqlite_batch import SQLiteBatch
 from bigupload.jobs import wakeups
 
 
-def _column(attr: Any) -> tuple[str, str, Any]:
-    """(attribute, column, the column's scalar default or ``None``) of a mapped attribute."""
+def _column(attr: Any) -> tuple[str, str, Callable[[], Any] | None]:
+    """(attribute, column, what makes the column's default, if it has one) of a mapped
+    attribute: a scalar default, or a Python callable's (``dict``) called afresh per row."""
     default = attr.columns[0].default
-    scalar = default.arg if default is not None and default.is_scalar else None
-    return attr.key, attr.columns[0].key, scalar
+    make: Callable[[], Any] | None = None
+    if default is not None and default.is_scalar:
+        make = functools.partial(lambda value: value, default.arg)
+    elif default is not None and default.is_callable:
+        make = functools.partial(default.arg, None)  # SQLAlchemy's wrapper takes a context
+    return attr.key, attr.columns[0].key, make
 
 
 _FILE_COLUMNS = tuple(_column(attr) for attr in inspect(FileRecord).column_attrs)
@@ -44,12 +53,12 @@ _EVENT_KEYS = ("file_id", "owner", "from_status", "to_status", "reason", "create
 
 def _rows(record: FileRecord) -> tuple[dict[str, Any], dict[str, Any]]:
     # A new record's values are in its ``__dict__`` (an unset attribute is absent, and reads as
-    # None); an unset or None value takes the column's scalar default, as a flush would.
+    # None); an unset or None value takes the column's default, as a flush would.
     values = record.__dict__
     file_row: dict[str, Any] = {}
     for attr, column, default in _FILE_COLUMNS:
         value = values.get(attr)
-        file_row[column] = default if value is None and default is not None else value
+        file_row[column] = default() if value is None and default is not None else value
     event_row = {  # the keys of _EVENT_KEYS
         "file_id": record.id,
         "owner": record.owner,
@@ -76,6 +85,14 @@ class FileInserter:
         self._sqlite = (
             SQLiteBatch(engine, (_INSERT_FILE, _FILE_KEYS), (_INSERT_EVENT, _EVENT_KEYS))
             if SQLiteBatch.supports(engine)
+            else None
+        )
+        self._postgres = (
+            PostgresBatch(
+                (cast(Table, FileRecord.__table__), _FILE_KEYS),
+                (cast(Table, FileEvent.__table__), _EVENT_KEYS),
+            )
+            if PostgresBatch.supports(engine)
             else None
         )
         self._max_batch = max_batch
@@ -123,6 +140,11 @@ class FileInserter:
             try:
                 if self._sqlite is not None and self._sqlite.applies(connection):
                     await self._sqlite.run(connection, files, events)
+                elif self._postgres is not None:
+                    notification = wakeups.payload_of(wakeups.EVENTS)
+                    await self._postgres.run(
+                        connection, wakeups.CHANNEL, notification, files, events
+                    )
                 else:
                     await connection.run_sync(write)
             finally:

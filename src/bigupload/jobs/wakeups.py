@@ -25,7 +25,7 @@ import os
 import random
 import secrets
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, event, text
@@ -74,7 +74,8 @@ def _new_origin() -> None:
 os.register_at_fork(after_in_child=_new_origin)
 
 
-def _payload(payloads: Sequence[str]) -> str:
+def payload_of(*payloads: str) -> str:
+    """The notification that announces ``payloads`` work, from this process."""
     return ",".join(payloads) + "@" + _origin
 
 
@@ -124,7 +125,7 @@ def _before_commit(session: Session) -> None:
     if dialect != "postgresql":
         return
     # One statement whatever the transaction added; delivered on commit.
-    session.execute(_NOTIFY, {"channel": CHANNEL, "payload": _payload(payloads)})
+    session.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload_of(*payloads)})
 
 
 @event.listens_for(Session, "after_commit")
@@ -142,7 +143,7 @@ def notify_in(connection: Connection, *payloads: str) -> None:
     """For a transaction on a plain connection (no session, so no hooks): on PostgreSQL, say
     what it added to every process, on its commit. Call :func:`wake_local` after the commit."""
     if connection.dialect.name == "postgresql":
-        connection.execute(_NOTIFY, {"channel": CHANNEL, "payload": _payload(payloads)})
+        connection.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload_of(*payloads)})
 
 
 def wake_local(*payloads: str) -> None:
