@@ -205,6 +205,10 @@ class JobRunner:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        with contextlib.suppress(RuntimeError):  # (no loop runs in this thread)
+            if asyncio.get_running_loop() is loop:  # no hand-off through the loop's self-pipe
+                self.notified(payload)
+                return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self.notified, payload)
 
