@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Annotated
 
@@ -76,20 +77,25 @@ async def create_upload(
         ),
     ] = None,
 ) -> Response:
-    # The hot path of the service: the app's objects read straight from its state, the
-    # session opened here (committed before the answer, as the session dependency's), and
-    # the ticket serialized once (FastAPI would validate the ticket it was just built from).
+    # The hot path of the service: the app's objects read straight from its state, a session
+    # opened here only to look up an Idempotency-Key (committed before the answer, as the
+    # session dependency's), and the ticket serialized once (FastAPI would validate the
+    # ticket it was just built from).
     state = request.app.state
-    async with registry_session(state.sessionmaker) as session:
-        ticket = await service.create_upload(
-            session,
-            state.file_inserter,
-            principal.owner,
-            body,
-            state.storage,
-            state.settings,
-            idempotency_key=idempotency_key,
-        )
+    create = functools.partial(
+        service.create_upload,
+        inserter=state.file_inserter,
+        owner=principal.owner,
+        request=body,
+        storage=state.storage,
+        settings=state.settings,
+        idempotency_key=idempotency_key,
+    )
+    if idempotency_key is None:
+        ticket = await create(None)
+    else:
+        async with registry_session(state.sessionmaker) as session:
+            ticket = await create(session)
     response = Response(
         _TICKET.dump_json(ticket),
         status_code=status.HTTP_201_CREATED,

@@ -87,7 +87,7 @@ def check_limits(request: CreateUpload, settings: Settings, *, multipart: bool) 
 
 
 async def create_upload(
-    session: AsyncSession,
+    session: AsyncSession | None,
     inserter: FileInserter,
     owner: str,
     request: CreateUpload,
@@ -101,10 +101,13 @@ async def create_upload(
 
     With an ``idempotency_key``, a repeat of the same request by the same owner (a client that
     lost the answer, or was killed before it saved it) answers the upload the first one began,
-    freshly signed, instead of beginning another (see :func:`_replay`)."""
+    freshly signed, instead of beginning another (see :func:`_replay`). ``session`` is needed
+    only with an ``idempotency_key``: the record itself is written by ``inserter``."""
     multipart = wants_multipart(request, settings)
     check_limits(request, settings, multipart=multipart)
     if idempotency_key is not None:
+        if session is None:
+            raise ValueError("an Idempotency-Key is looked up in a session")
         existing = await repository.by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return await _replay(session, existing, request, storage, settings)
@@ -127,11 +130,12 @@ async def create_upload(
             await begin_multipart(session, inserter, record, storage)
             return _multipart_ticket(record)
         ticket = _single_ticket(record, storage, settings)
-        await session.commit()  # hold no registry connection while the shared insert runs
+        if session is not None:
+            await session.commit()  # hold no registry connection while the shared insert runs
         await inserter.insert(record)
     except IntegrityError:
         # A racing repeat of this create won: answer its upload (ours left nothing behind).
-        if idempotency_key is None:
+        if idempotency_key is None or session is None:
             raise
         existing = await repository.by_idempotency_key(session, owner, idempotency_key)
         if existing is None:
@@ -275,12 +279,13 @@ def new_record(
 
 
 async def begin_multipart(
-    session: AsyncSession, inserter: FileInserter, record: FileRecord, storage: Storage
+    session: AsyncSession | None, inserter: FileInserter, record: FileRecord, storage: Storage
 ) -> str:
     """Begin the store's multipart upload for ``record``, then insert the record (committed
     when this returns); answer the upload id. A record that cannot be inserted leaves no
-    upload in the store."""
-    await session.commit()  # hold no registry connection while the store is asked
+    upload in the store. The caller's ``session``, if any, is committed first."""
+    if session is not None:
+        await session.commit()  # hold no registry connection while the store is asked
     with store_errors("begin the upload"):
         record.multipart_upload_id = await storage.create_multipart(
             record.key, content_type=record.content_type, checksum_sha256=record.part_checksums
