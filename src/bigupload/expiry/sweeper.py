@@ -135,21 +135,25 @@ async def sweep(
         reason=f"not uploaded within {duration(settings.pending_expiry_seconds)}",
     )
     if settings.confirm_within_seconds is not None:
-        report.expired_unconfirmed = await _expire_all(
-            sessionmaker,
-            settings,
-            now,
-            criteria=[
-                FileRecord.status.in_([s.value for s in READABLE]),
-                FileRecord.confirmed_at.is_(None),
-                FileRecord.uploaded_at < now - timedelta(seconds=settings.confirm_within_seconds),
-            ],
-            # A confirmation that commits first wins: the file is then kept.
-            guard=[FileRecord.confirmed_at.is_(None)],
-            reason=(
-                f"not confirmed within {duration(settings.confirm_within_seconds)} of its upload"
-            ),
-        )
+        uploaded_before = now - timedelta(seconds=settings.confirm_within_seconds)
+        # A status at a time: each is one range of ix_files_unconfirmed, read in order.
+        for status in sorted(s.value for s in READABLE):
+            report.expired_unconfirmed += await _expire_all(
+                sessionmaker,
+                settings,
+                now,
+                criteria=[
+                    FileRecord.status == status,
+                    FileRecord.confirmed_at.is_(None),
+                    FileRecord.uploaded_at < uploaded_before,
+                ],
+                # A confirmation that commits first wins: the file is then kept.
+                guard=[FileRecord.confirmed_at.is_(None)],
+                reason=(
+                    f"not confirmed within {duration(settings.confirm_within_seconds)} "
+                    "of its upload"
+                ),
+            )
     await _abort_orphans(sessionmaker, storage, now - pending_limit, report)
     if not report.store_unreachable:
         await _remove_leftovers(storage, report)
