@@ -1,6 +1,7 @@
 """The sweeper's reads of ``files`` are index ranges read in order, on SQLite and PostgreSQL: its
 stale ``pending`` files a range of ``ix_files_status_created``, its never confirmed ones a range
-of ``ix_files_unconfirmed`` per status, so that confirmed files, however many, are never read.
+of ``ix_files_unconfirmed`` per status, so that confirmed files, however many, are never read;
+and each batch's update finds its files by their ids (the primary key), not by their status.
 
 A structural check, as ``tests/test_list_plans.py`` (whose check of a plan this reuses): the
 statements one sweep sends, batches of a few files so that the later batches' row-value start is
@@ -83,7 +84,7 @@ async def test_the_sweeps_reads_of_files_are_index_ranges(
 
     def catch(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
         flat = " ".join(statement.split())
-        if flat.startswith("SELECT") and "FROM files" in flat:
+        if (flat.startswith("SELECT") and "FROM files" in flat) or flat.startswith("UPDATE files"):
             sent.append((statement, params))
 
     settings = make_settings(
@@ -98,8 +99,9 @@ async def test_the_sweeps_reads_of_files_are_index_ranges(
     assert (report.expired_pending, report.expired_unconfirmed) == (40, 60)
 
     postgres = engine.dialect.name == "postgresql"
-    unconfirmed = [s for s in sent if "confirmed_at IS NULL" in s[0]]
-    pending = [s for s in sent if s not in unconfirmed]
+    updates = [s for s in sent if s[0].startswith("UPDATE")]
+    unconfirmed = [s for s in sent if s not in updates and "confirmed_at IS NULL" in s[0]]
+    pending = [s for s in sent if s not in updates and s not in unconfirmed]
     assert any(KEYSET.search(s) for s, _ in unconfirmed), unconfirmed
     assert any(KEYSET.search(s) for s, _ in pending), pending
     async with engine.connect() as connection:
@@ -116,3 +118,9 @@ async def test_the_sweeps_reads_of_files_are_index_ranges(
                 plan = [str(row[-1]).strip() for row in result]
                 assert_index_range(engine.dialect.name, plan)
                 assert index in "\n".join(plan), plan
+        # A batch's update finds its files by their ids, never by their status.
+        assert updates
+        for statement, params in updates:
+            result = await connection.exec_driver_sql(explain + statement, params)
+            plan = "\n".join(str(row[-1]).strip() for row in result)
+            assert ("(id = ANY" if postgres else "(id=?)") in plan, plan

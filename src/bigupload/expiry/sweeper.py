@@ -36,8 +36,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, String, exists, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from bigupload import clock
 from bigupload.config import Settings
@@ -206,6 +209,28 @@ async def _expire_all(
         await asyncio.sleep(0)  # requests waiting for the registry go first
 
 
+class _NotIndexed(FunctionElement[str]):
+    """A column SQLite must not choose an index by (``+column``); elsewhere the column itself.
+
+    The registry has no statistics: SQLite takes ``status = ?`` for a few rows, and would read
+    every file of that status through ``ix_files_status_created`` rather than the batch's ids
+    through the primary key (a second per batch of completed files at a million rows)."""
+
+    inherit_cache = True
+    type = String()
+    name = "not_indexed"
+
+
+@compiles(_NotIndexed)
+def _column(element: _NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_NotIndexed, "sqlite")
+def _unary_plus(element: _NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.clauses, **kw)
+
+
 async def _expire(
     session: AsyncSession,
     records: Sequence[FileRecord],
@@ -221,7 +246,7 @@ async def _expire(
         ids = [record.id for record in records if record.status == current]
         result = await session.execute(
             update(FileRecord)
-            .where(FileRecord.id.in_(ids), FileRecord.status == current, *guard)
+            .where(FileRecord.id.in_(ids), _NotIndexed(FileRecord.status) == current, *guard)
             .values(
                 status=FileStatus.EXPIRED.value,
                 updated_at=now,
