@@ -55,6 +55,7 @@ from registry_scale import (
     drop_postgres,
     fill,
     make_registry,
+    percentile,
     postgres_databases,
 )
 from sqlalchemy import Integer, Table, and_, case, event, func, or_, select, text, update
@@ -280,6 +281,10 @@ class SweepFigures:
     holds: int
     by_part: dict[str, tuple[int, float, float, float]]  # statements, max statement, sum, max hold
     longest_hold: float
+    median_hold: float
+    p95_hold: float
+    #: Of the time held, the part spent in statements (the rest: the ORM, commits, the loop).
+    in_statements: float
     plans: dict[str, list[str]]
     legacy_ms: float = 0.0
 
@@ -325,6 +330,10 @@ async def measure_sweep(url: str, data: Path) -> SweepFigures:
             for name, times in by_part.items()
         },
         longest_hold=max((hold.took for hold in recorder.holds), default=0.0),
+        median_hold=statistics.median(hold.took for hold in recorder.holds),
+        p95_hold=percentile([hold.took for hold in recorder.holds], 0.95),
+        in_statements=sum(t for hold in recorder.holds for _, t in hold.statements)
+        / max(sum(hold.took for hold in recorder.holds), 1e-9),
         plans={
             **await plans(engine, recorder.sent),
             "unconfirmed before the per-status select (status IN, not run by this sweep)": (
@@ -470,7 +479,11 @@ def report(name: str, rows: int, phases: list[Phase]) -> None:
     row("what it did", [s.report for s in sweeps])
     row("wall / CPU ms", [f"{s.wall_ms:.0f} / {s.cpu_ms:.0f}" for s in sweeps])
     row("holds of the connection", [str(s.holds) for s in sweeps])
-    row("longest hold ms", [f"{s.longest_hold:.1f}" for s in sweeps])
+    row(
+        "hold ms: median / p95 / longest",
+        [f"{s.median_hold:.1f} / {s.p95_hold:.1f} / {s.longest_hold:.1f}" for s in sweeps],
+    )
+    row("of the time held, in statements", [f"{s.in_statements:.0%}" for s in sweeps])
     row(
         "unconfirmed select before the per-status one, first batch, best of 3 ms",
         [f"{s.legacy_ms:.1f}" for s in sweeps],
