@@ -236,9 +236,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def make_registry(url: str, owners: list[str]) -> dict[str, str]:
+async def make_registry(url: str, owners: list[str], revision: str = "head") -> dict[str, str]:
     engine = create_engine(url)
-    await migrate.upgrade(engine)
+    await migrate.upgrade(engine, revision)
     found = {}
     async with create_sessionmaker(engine)() as session, session.begin():
         for owner in owners:

@@ -36,8 +36,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, String, exists, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from bigupload import clock
 from bigupload.config import Settings
@@ -135,21 +138,25 @@ async def sweep(
         reason=f"not uploaded within {duration(settings.pending_expiry_seconds)}",
     )
     if settings.confirm_within_seconds is not None:
-        report.expired_unconfirmed = await _expire_all(
-            sessionmaker,
-            settings,
-            now,
-            criteria=[
-                FileRecord.status.in_([s.value for s in READABLE]),
-                FileRecord.confirmed_at.is_(None),
-                FileRecord.uploaded_at < now - timedelta(seconds=settings.confirm_within_seconds),
-            ],
-            # A confirmation that commits first wins: the file is then kept.
-            guard=[FileRecord.confirmed_at.is_(None)],
-            reason=(
-                f"not confirmed within {duration(settings.confirm_within_seconds)} of its upload"
-            ),
-        )
+        uploaded_before = now - timedelta(seconds=settings.confirm_within_seconds)
+        # A status at a time: each is one range of ix_files_unconfirmed, read in order.
+        for status in sorted(s.value for s in READABLE):
+            report.expired_unconfirmed += await _expire_all(
+                sessionmaker,
+                settings,
+                now,
+                criteria=[
+                    FileRecord.status == status,
+                    FileRecord.confirmed_at.is_(None),
+                    FileRecord.uploaded_at < uploaded_before,
+                ],
+                # A confirmation that commits first wins: the file is then kept.
+                guard=[FileRecord.confirmed_at.is_(None)],
+                reason=(
+                    f"not confirmed within {duration(settings.confirm_within_seconds)} "
+                    "of its upload"
+                ),
+            )
     await _abort_orphans(sessionmaker, storage, now - pending_limit, report)
     if not report.store_unreachable:
         await _remove_leftovers(storage, report)
@@ -202,6 +209,28 @@ async def _expire_all(
         await asyncio.sleep(0)  # requests waiting for the registry go first
 
 
+class _NotIndexed(FunctionElement[str]):
+    """A column SQLite must not choose an index by (``+column``); elsewhere the column itself.
+
+    The registry has no statistics: SQLite takes ``status = ?`` for a few rows, and would read
+    every file of that status through ``ix_files_status_created`` rather than the batch's ids
+    through the primary key (a second per batch of completed files at a million rows)."""
+
+    inherit_cache = True
+    type = String()
+    name = "not_indexed"
+
+
+@compiles(_NotIndexed)
+def _column(element: _NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_NotIndexed, "sqlite")
+def _unary_plus(element: _NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.clauses, **kw)
+
+
 async def _expire(
     session: AsyncSession,
     records: Sequence[FileRecord],
@@ -217,7 +246,7 @@ async def _expire(
         ids = [record.id for record in records if record.status == current]
         result = await session.execute(
             update(FileRecord)
-            .where(FileRecord.id.in_(ids), FileRecord.status == current, *guard)
+            .where(FileRecord.id.in_(ids), _NotIndexed(FileRecord.status) == current, *guard)
             .values(
                 status=FileStatus.EXPIRED.value,
                 updated_at=now,

@@ -6,11 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, String, Text, Uuid, false
+from sqlalchemy import JSON, BigInteger, Boolean, Index, String, Text, Uuid, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bigupload.db import Base, BigIntPK, UTCDateTime
 from bigupload.files.status import FileStatus
+
+#: The rows of ``ix_files_unconfirmed``.
+UNCONFIRMED = "confirmed_at IS NULL AND uploaded_at IS NOT NULL"
 
 
 class FileRecord(Base):
@@ -32,6 +35,18 @@ class FileRecord(Base):
         ),
         # The sweeper's "pending since before X", oldest first.
         Index("ix_files_status_created", "status", "created_at", "id"),
+        # The sweeper's "uploaded before X and never confirmed", a status at a time, oldest
+        # first: only the files uploaded and not confirmed (a create, a pending file, is not in
+        # it), so confirmed files, however many, are never read.
+        Index(
+            "ix_files_unconfirmed",
+            "status",
+            "created_at",
+            "id",
+            "uploaded_at",
+            sqlite_where=text(UNCONFIRMED),
+            postgresql_where=text(UNCONFIRMED),
+        ),
         Index("ux_files_owner_idempotency_key", "owner", "idempotency_key", unique=True),
     )
 
