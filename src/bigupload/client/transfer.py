@@ -6,7 +6,8 @@ A multipart transfer runs three kinds of threads around one shared HTTP client:
   them in one request per batch and queues them, never more than a batch ahead of the workers,
   so a URL is signed shortly before it is used;
 - *workers* (``concurrency`` of them) stream each part from disk in 1 MiB chunks: memory stays
-  near ``concurrency`` MiB whatever the part or file size;
+  near ``concurrency`` MiB whatever the part or file size (to a plain-HTTP URL the kernel
+  sends it from the page cache, see :mod:`.direct`);
 - the calling thread collects finished parts, reports progress and records state, so a
   progress callback (or Ctrl-C) interrupts the transfer where the caller can handle it.
 
@@ -32,6 +33,7 @@ import httpx
 
 from bigupload.client import retry
 from bigupload.client.api import Api, retryable, transport_error
+from bigupload.client.direct import DirectPut
 from bigupload.client.errors import (
     BigUploadError,
     FileChangedError,
@@ -69,8 +71,12 @@ def put(
     *,
     stop: Callable[[], bool] | None = None,
     sent: Callable[[int], None] | None = None,
+    direct: DirectPut | None = None,
 ) -> httpx.Response:
-    """One PUT of ``size`` bytes of ``source`` from ``offset``, with exactly ``headers``."""
+    """One PUT of ``size`` bytes of ``source`` from ``offset``, with exactly ``headers``:
+    through ``direct`` where it is usable for ``url``, else through ``http``."""
+    if direct is not None and direct.usable(url):
+        return direct.put(url, headers, source, offset, size, stop=stop, sent=sent)
     body = source.chunks(offset, size, stop=stop, sent=sent)
     return http.put(url, headers={**headers, "Content-Length": str(size)}, content=body)
 
@@ -99,6 +105,7 @@ def send_single(
     url: str,
     headers: dict[str, str],
     progress: ProgressCallback | None,
+    direct: DirectPut | None = None,
 ) -> None:
     """Send the whole file with one PUT, retrying what can be retried.
 
@@ -118,7 +125,7 @@ def send_single(
     def attempt() -> None:
         state["sent"] = 0
         try:
-            response = put(http, url, headers, source, 0, source.size, sent=sent)
+            response = put(http, url, headers, source, 0, source.size, sent=sent, direct=direct)
         except httpx.TransportError as exc:
             raise retry.Retry(transport_error(exc, "the store")) from exc
         if response.is_success:
@@ -175,8 +182,10 @@ class PartsTransfer:
         progress: ProgressCallback | None = None,
         meter: Meter | None = None,
         on_part: Callable[[int, str], None] | None = None,
+        direct: DirectPut | None = None,
     ) -> None:
         self.http = http
+        self.direct = direct
         # Waits between attempts end early when the transfer stops, the signing calls' too.
         self.policy = dataclasses.replace(policy, sleep=self._sleep)
         self._policy_sleep = policy.sleep
@@ -381,6 +390,7 @@ class PartsTransfer:
                     part.size,
                     stop=self.stop.is_set,
                     sent=self._sent(part.number),
+                    direct=self.direct,
                 )
             except httpx.TransportError as exc:
                 self._unsent(part)
