@@ -3,8 +3,9 @@
 A multipart transfer runs three kinds of threads around one shared HTTP client:
 
 - a *feeder* hashes the next parts (a read pass, spread over a few hashing threads), signs
-  them in one request per batch and queues them, never more than a batch ahead of the workers,
-  so a URL is signed shortly before it is used;
+  them in one request per batch (1, 2, 4, ... parts, up to ``concurrency``, so the first part
+  goes out once it alone is hashed) and queues them, never more than a batch ahead of the
+  workers, so a URL is signed shortly before it is used;
 - *workers* (``concurrency`` of them) stream each part from disk in 1 MiB chunks: memory stays
   near ``concurrency`` MiB whatever the part or file size (to a plain-HTTP URL the kernel
   sends it from the page cache, see :mod:`.direct`);
@@ -19,12 +20,13 @@ again, unless the file changed on disk.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -205,7 +207,7 @@ class PartsTransfer:
 
         self.stop = threading.Event()
         self.fed = threading.Event()
-        self.ready: queue.Queue[_Part] = queue.Queue(maxsize=self.concurrency)
+        self.ready: queue.Queue[_Part | None] = queue.Queue(maxsize=self.concurrency)
         self.events: queue.Queue[tuple[int, str] | BaseException] = queue.Queue()
         self._lock = threading.Lock()
         self._done_bytes = bytes_done
@@ -254,6 +256,9 @@ class PartsTransfer:
             return etags
         finally:
             self.stop.set()
+            for _ in range(self.concurrency):  # idle workers stop now, not at their next poll
+                with contextlib.suppress(queue.Full):
+                    self.ready.put_nowait(None)
             hashers.shutdown(wait=False, cancel_futures=True)
             deadline = time.monotonic() + 5
             for thread in threads:
@@ -288,8 +293,7 @@ class PartsTransfer:
 
     def _feed(self, hashers: ThreadPoolExecutor) -> None:
         try:
-            for start in range(0, len(self.todo), self.batch_size):
-                batch = [self.parts[n] for n in self.todo[start : start + self.batch_size]]
+            for batch in self._batches():
                 if self.checksums:
                     digests = hashers.map(self._hash, batch)
                     for part, digest in zip(batch, digests, strict=True):
@@ -310,6 +314,14 @@ class PartsTransfer:
             self.events.put(exc)
         finally:
             self.fed.set()
+
+    def _batches(self) -> Iterator[list[_Part]]:
+        """The parts in signing batches of 1, 2, 4, ... up to :attr:`batch_size`: the first
+        part is sent once it alone is hashed, not once a whole batch is."""
+        start, size = 0, 1
+        while start < len(self.todo):
+            yield [self.parts[n] for n in self.todo[start : start + size]]
+            start, size = start + size, min(self.batch_size, size * 2)
 
     def _hash(self, part: _Part) -> bytes:
         return self.source.sha256(part.offset, part.size, stop=self.stop.is_set)
