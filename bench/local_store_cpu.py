@@ -12,7 +12,8 @@ receiving). One random file (1 GiB by default) is made in a temporary directory 
   ``time_total``) and the server's CPU time over the PUT alone, per GiB;
 * bigupload's client (``bench/upload_worker.py client``: 16 MiB parts, 8 at a time, each with
   its SHA-256): MB/s before the complete call (as ``upload_throughput.py`` counts it) and the
-  server's CPU over the whole upload, complete (the join) included, per GiB;
+  server's CPU over the whole upload, complete (the join) included, per GiB, and the client
+  process's own CPU per GiB (its rusage, start-up included);
 
 then once per tree, on a fresh server, ``--concurrent`` (8) uploads at once, first by curl and
 then by the client: the server's peak RSS (``VmHWM`` of the fresh process, and ``VmRSS``
@@ -71,7 +72,8 @@ class Figures:
     curl_cpu_per_gib: list[float] = field(default_factory=list)
     client_mb_s: list[float] = field(default_factory=list)  # before the complete call
     client_complete_s: list[float] = field(default_factory=list)
-    client_cpu_per_gib: list[float] = field(default_factory=list)
+    client_cpu_per_gib: list[float] = field(default_factory=list)  # the server's
+    client_own_cpu_per_gib: list[float] = field(default_factory=list)  # the client process's
     concurrent: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -128,8 +130,9 @@ def curl_put(server: Server, api: Api, path: Path, workdir: Path) -> Callable[[]
 
 def client_upload(
     tree: Tree, server: Server, path: Path, workdir: Path, args: argparse.Namespace, n: int
-) -> tuple[float, float]:
-    """bigupload's client: (seconds before the complete call, seconds of the complete call)."""
+) -> tuple[float, float, float]:
+    """bigupload's client: (seconds before the complete call, seconds of the complete call,
+    the client process's CPU seconds, start-up included)."""
     home = workdir / f"client-{n}"
     home.mkdir(parents=True, exist_ok=True)
     env = server_env(None) | tree.env
@@ -143,7 +146,7 @@ def client_upload(
     answer = json.loads(child.stdout.strip().splitlines()[-1])
     shutil.rmtree(home, ignore_errors=True)
     complete = float(answer.get("complete_s", 0.0))
-    return float(answer["seconds"]) - complete, complete
+    return float(answer["seconds"]) - complete, complete, child.cpu_s
 
 
 def cpu(server: Server) -> float:
@@ -178,8 +181,9 @@ def one_round(
     figures.curl_mb_s.append(path.stat().st_size / seconds / MB)
     wipe(api)
     before = cpu(server)
-    transfer, complete = client_upload(tree, server, path, workdir, args, n)
+    transfer, complete, own = client_upload(tree, server, path, workdir, args, n)
     figures.client_cpu_per_gib.append((cpu(server) - before) / gib)
+    figures.client_own_cpu_per_gib.append(own / gib)
     figures.client_mb_s.append(path.stat().st_size / transfer / MB)
     figures.client_complete_s.append(complete)
     wipe(api)
@@ -187,7 +191,8 @@ def one_round(
         f"  {tree.label} round {n}: curl {figures.curl_mb_s[-1]:.0f} MB/s, "
         f"{figures.curl_cpu_per_gib[-1]:.2f} CPU s/GiB; client {figures.client_mb_s[-1]:.0f} "
         f"MB/s before complete ({complete:.2f} s complete), "
-        f"{figures.client_cpu_per_gib[-1]:.2f} CPU s/GiB"
+        f"{figures.client_cpu_per_gib[-1]:.2f} CPU s/GiB (the client's own: "
+        f"{figures.client_own_cpu_per_gib[-1]:.2f})"
     )
 
 
@@ -282,10 +287,10 @@ def render(trees: Sequence[Tree], results: dict[str, Figures], args: argparse.Na
         f"{args.size / GiB:g} GiB file, {args.rounds} round(s), medians (min-max)",
         "",
         "| tree | curl -T MB/s | server CPU s/GiB, curl | client MB/s before complete "
-        "| client / curl | complete s | server CPU s/GiB, client "
+        "| client / curl | complete s | server CPU s/GiB, client | client's own CPU s/GiB "
         f"| {args.concurrent} x curl: peak RSS MiB, CPU s/GiB "
         f"| {args.concurrent} x client: peak RSS MiB, CPU s/GiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for tree in trees:
         f = results[tree.label]
@@ -295,7 +300,8 @@ def render(trees: Sequence[Tree], results: dict[str, Figures], args: argparse.Na
         lines.append(
             f"| {tree.label} | {spread(f.curl_mb_s)} | {spread(f.curl_cpu_per_gib, 2)} "
             f"| {spread(f.client_mb_s)} | {ratio:.2f} | {spread(f.client_complete_s, 2)} "
-            f"| {spread(f.client_cpu_per_gib, 2)} | {shown[0]} | {shown[1]} |"
+            f"| {spread(f.client_cpu_per_gib, 2)} | {spread(f.client_own_cpu_per_gib, 2)} "
+            f"| {shown[0]} | {shown[1]} |"
         )
     return "\n".join(lines)
 

@@ -23,6 +23,7 @@ import json
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -95,12 +96,19 @@ class FaultPlan:
 
 class FaultProxy:
     def __init__(
-        self, upstream: str, port: int, plan: FaultPlan | None = None, rate: float | None = None
+        self,
+        upstream: str,
+        port: int,
+        plan: FaultPlan | None = None,
+        rate: float | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         #: Bytes per second each request body is relayed at, at most (``None``: at once): a
         #: ceiling on an upload's speed, so that it is still running when a test stops it.
         self.rate = rate
+        #: Clients reach the proxy over TLS with this server context (``https://``).
+        self.tls = tls
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self.port = port
@@ -117,14 +125,15 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     # -- life -------------------------------------------------------------------------------
 
     def start(self) -> FaultProxy:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port), self._loop
+            asyncio.start_server(self._handle, "127.0.0.1", self.port, ssl=self.tls), self._loop
         )
         self._server = future.result(timeout=10)
         return self

@@ -4,6 +4,7 @@ parts, reached through a fault-injection proxy (which the store's URLs go throug
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,18 +53,22 @@ class Harness:
 
 
 @contextmanager
-def proxied_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+def proxied_service(
+    request: pytest.FixtureRequest, tmp_path: Path, tls: ssl.SSLContext | None = None
+) -> Iterator[Harness]:
+    """With ``tls``, clients reach the proxy (the API and the store's URLs) over HTTPS."""
     proxy_port = free_port()
+    scheme = "https" if tls is not None else "http"
     with (
         live_service(
             request,
             tmp_path,
             "local",
-            public_url=f"http://127.0.0.1:{proxy_port}",
+            public_url=f"{scheme}://127.0.0.1:{proxy_port}",
             multipart_threshold=THRESHOLD,
             part_size=PART,
         ) as service,
-        FaultProxy(service.url, proxy_port) as proxy,
+        FaultProxy(service.url, proxy_port, tls=tls) as proxy,
     ):
         yield Harness(service, proxy, tmp_path / "cache")
 

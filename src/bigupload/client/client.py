@@ -22,6 +22,7 @@ import httpx
 from bigupload import __version__
 from bigupload.client import retry
 from bigupload.client.api import Api, normalize_base_url
+from bigupload.client.direct import DirectPut
 from bigupload.client.download import download
 from bigupload.client.errors import AmbiguousIdError, InvalidRequestError, NotFoundError
 from bigupload.client.models import FilePage, RemoteFile
@@ -73,14 +74,20 @@ class Client:
         )
         self.states = StateStore(Path(cache_dir) if cache_dir is not None else None)
         connections = concurrency + 4
+        user_agent = f"bigupload-client/{__version__}"
         self.http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            headers={"User-Agent": f"bigupload-client/{__version__}"},
+            headers={"User-Agent": user_agent},
+        )
+        # Part bodies to plain-HTTP stores go by sendfile; TLS and proxied URLs by httpx.
+        self.direct = DirectPut(
+            timeout=timeout, connect_timeout=min(timeout, 15.0), user_agent=user_agent
         )
         self.api = Api(self.http, self.base_url, api_key, self.policy)
 
     def close(self) -> None:
+        self.direct.close()
         self.http.close()
 
     def __enter__(self) -> Client:
@@ -142,6 +149,7 @@ class Client:
                 identity=identity,
                 options=options,
                 progress=progress,
+                direct=self.direct,
             )
             lock = self.states.lock(identity) if resume else contextlib.nullcontext()
             with lock:

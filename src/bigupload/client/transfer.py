@@ -3,10 +3,12 @@
 A multipart transfer runs three kinds of threads around one shared HTTP client:
 
 - a *feeder* hashes the next parts (a read pass, spread over a few hashing threads), signs
-  them in one request per batch and queues them, never more than a batch ahead of the workers,
-  so a URL is signed shortly before it is used;
+  them in one request per batch (1, 2, 4, ... parts, up to ``concurrency``, so the first part
+  goes out once it alone is hashed) and queues them, never more than a batch ahead of the
+  workers, so a URL is signed shortly before it is used;
 - *workers* (``concurrency`` of them) stream each part from disk in 1 MiB chunks: memory stays
-  near ``concurrency`` MiB whatever the part or file size;
+  near ``concurrency`` MiB whatever the part or file size (to a plain-HTTP URL the kernel
+  sends it from the page cache, see :mod:`.direct`);
 - the calling thread collects finished parts, reports progress and records state, so a
   progress callback (or Ctrl-C) interrupts the transfer where the caller can handle it.
 
@@ -18,12 +20,13 @@ again, unless the file changed on disk.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +35,7 @@ import httpx
 
 from bigupload.client import retry
 from bigupload.client.api import Api, retryable, transport_error
+from bigupload.client.direct import DirectPut
 from bigupload.client.errors import (
     BigUploadError,
     FileChangedError,
@@ -69,8 +73,12 @@ def put(
     *,
     stop: Callable[[], bool] | None = None,
     sent: Callable[[int], None] | None = None,
+    direct: DirectPut | None = None,
 ) -> httpx.Response:
-    """One PUT of ``size`` bytes of ``source`` from ``offset``, with exactly ``headers``."""
+    """One PUT of ``size`` bytes of ``source`` from ``offset``, with exactly ``headers``:
+    through ``direct`` where it is usable for ``url``, else through ``http``."""
+    if direct is not None and direct.usable(url):
+        return direct.put(url, headers, source, offset, size, stop=stop, sent=sent)
     body = source.chunks(offset, size, stop=stop, sent=sent)
     return http.put(url, headers={**headers, "Content-Length": str(size)}, content=body)
 
@@ -99,6 +107,7 @@ def send_single(
     url: str,
     headers: dict[str, str],
     progress: ProgressCallback | None,
+    direct: DirectPut | None = None,
 ) -> None:
     """Send the whole file with one PUT, retrying what can be retried.
 
@@ -118,7 +127,7 @@ def send_single(
     def attempt() -> None:
         state["sent"] = 0
         try:
-            response = put(http, url, headers, source, 0, source.size, sent=sent)
+            response = put(http, url, headers, source, 0, source.size, sent=sent, direct=direct)
         except httpx.TransportError as exc:
             raise retry.Retry(transport_error(exc, "the store")) from exc
         if response.is_success:
@@ -175,8 +184,10 @@ class PartsTransfer:
         progress: ProgressCallback | None = None,
         meter: Meter | None = None,
         on_part: Callable[[int, str], None] | None = None,
+        direct: DirectPut | None = None,
     ) -> None:
         self.http = http
+        self.direct = direct
         # Waits between attempts end early when the transfer stops, the signing calls' too.
         self.policy = dataclasses.replace(policy, sleep=self._sleep)
         self._policy_sleep = policy.sleep
@@ -196,7 +207,7 @@ class PartsTransfer:
 
         self.stop = threading.Event()
         self.fed = threading.Event()
-        self.ready: queue.Queue[_Part] = queue.Queue(maxsize=self.concurrency)
+        self.ready: queue.Queue[_Part | None] = queue.Queue(maxsize=self.concurrency)
         self.events: queue.Queue[tuple[int, str] | BaseException] = queue.Queue()
         self._lock = threading.Lock()
         self._done_bytes = bytes_done
@@ -245,6 +256,9 @@ class PartsTransfer:
             return etags
         finally:
             self.stop.set()
+            for _ in range(self.concurrency):  # idle workers stop now, not at their next poll
+                with contextlib.suppress(queue.Full):
+                    self.ready.put_nowait(None)
             hashers.shutdown(wait=False, cancel_futures=True)
             deadline = time.monotonic() + 5
             for thread in threads:
@@ -279,8 +293,7 @@ class PartsTransfer:
 
     def _feed(self, hashers: ThreadPoolExecutor) -> None:
         try:
-            for start in range(0, len(self.todo), self.batch_size):
-                batch = [self.parts[n] for n in self.todo[start : start + self.batch_size]]
+            for batch in self._batches():
                 if self.checksums:
                     digests = hashers.map(self._hash, batch)
                     for part, digest in zip(batch, digests, strict=True):
@@ -301,6 +314,14 @@ class PartsTransfer:
             self.events.put(exc)
         finally:
             self.fed.set()
+
+    def _batches(self) -> Iterator[list[_Part]]:
+        """The parts in signing batches of 1, 2, 4, ... up to :attr:`batch_size`: the first
+        part is sent once it alone is hashed, not once a whole batch is."""
+        start, size = 0, 1
+        while start < len(self.todo):
+            yield [self.parts[n] for n in self.todo[start : start + size]]
+            start, size = start + size, min(self.batch_size, size * 2)
 
     def _hash(self, part: _Part) -> bytes:
         return self.source.sha256(part.offset, part.size, stop=self.stop.is_set)
@@ -381,6 +402,7 @@ class PartsTransfer:
                     part.size,
                     stop=self.stop.is_set,
                     sent=self._sent(part.number),
+                    direct=self.direct,
                 )
             except httpx.TransportError as exc:
                 self._unsent(part)

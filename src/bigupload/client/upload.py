@@ -21,6 +21,7 @@ import httpx
 
 from bigupload.client import retry
 from bigupload.client.api import Api
+from bigupload.client.direct import DirectPut
 from bigupload.client.errors import (
     BigUploadError,
     ConflictError,
@@ -84,9 +85,11 @@ class Upload:
         identity: FileIdentity,
         options: UploadOptions,
         progress: ProgressCallback | None,
+        direct: DirectPut | None = None,
     ) -> None:
         self.api = api
         self.http = http
+        self.direct = direct
         self.policy = policy
         self.states = states
         self.concurrency = concurrency
@@ -148,7 +151,13 @@ class Upload:
         self.states.forget_creation_key(self.identity)
         try:
             send_single(
-                self.http, self.policy, self.source, ticket.url, ticket.headers, self.progress
+                self.http,
+                self.policy,
+                self.source,
+                ticket.url,
+                ticket.headers,
+                self.progress,
+                direct=self.direct,
             )
             return self._finish(state, self.api.complete(ticket.id))
         except BaseException:
@@ -372,6 +381,7 @@ class Upload:
                         progress=self.progress,
                         meter=meter,
                         on_part=on_part,
+                        direct=self.direct,
                     ).run()
                 if self.source.changed():
                     raise FileChangedError(f"{state.path} changed while it was being uploaded")
