@@ -11,10 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
+from bigupload.metrics import catalog
+from bigupload.storage.base import Storage
+from bigupload.storage.s3 import S3Storage, build_client
+from tests.api.helpers import start
 from tests.conftest import Caller
+from tests.storage_events.helpers import minio_body
+from tests.support.net import free_port
 from tests.support.scrape import Scrape
 
 TOKEN = "scrape-token-0123456789"
+EVENTS_TOKEN = "storage-events-" + "t" * 32
 
 
 async def scrape(http: httpx.AsyncClient, **headers: str) -> Scrape:
@@ -142,3 +149,78 @@ class TestOff:
         response = await http.get("/metrics")
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
+
+
+class TestStoreUnreachable:
+    @pytest.fixture
+    def storage(self) -> Storage:
+        client = build_client(endpoint_url=f"http://127.0.0.1:{free_port()}", region="us-east-1")
+        return S3Storage(client, "nowhere")
+
+    async def test_store_calls_and_answers_are_counted(
+        self, alice: Caller, http: httpx.AsyncClient
+    ) -> None:
+        ticket = await start(alice, b"abc")
+        before = await scrape(http)
+        response = await alice.post(f"/api/v1/uploads/{ticket['id']}/complete")
+        assert response.status_code == 503
+        after = await scrape(http)
+
+        def delta(name: str, **labels: str) -> float:
+            return after.value(name, **labels) - before.value(name, **labels)
+
+        assert delta("bigupload_store_unreachable_answers_total") == 1
+        calls = "bigupload_store_calls_total"
+        assert delta(calls, operation="stat", outcome="unreachable") == 1
+        assert delta(calls, outcome="ok") == 0
+        assert delta("bigupload_store_call_duration_seconds_count", operation="stat") == 1
+
+
+class TestStorageEvents:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"storage_events_token": EVENTS_TOKEN}
+
+    async def test_events_are_counted_by_source_and_outcome(
+        self, http: httpx.AsyncClient, storage: Storage
+    ) -> None:
+        before = await scrape(http)
+        body = minio_body(storage.bucket, "uploads/nobody/2026/01/not-ours")
+        auth = {"Authorization": f"Bearer {EVENTS_TOKEN}"}
+        assert (await http.post("/api/v1/storage-events", json=body, headers=auth)).is_success
+        wrong = {"Authorization": "Bearer wrong"}
+        refused = await http.post("/api/v1/storage-events", json=body, headers=wrong)
+        assert refused.status_code == 401
+        after = await scrape(http)
+        name = "bigupload_storage_events_total"
+        labels = {"source": "webhook", "outcome": "unknown"}
+        assert after.value(name, **labels) - before.value(name, **labels) == 1
+        reason = refused.json()["error"]["code"]
+        failures = "bigupload_auth_failures_total"
+        assert after.value(failures, reason=reason) - before.value(failures, reason=reason) == 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("checksum_mismatch: the stored bytes' SHA-256 is ...", "checksum_mismatch"),
+        ("truncated: the store holds 3 bytes, 5 were uploaded", "truncated"),
+        ("alice's own words: not a class", "other"),
+        ("/etc/passwd", "other"),
+        (None, "other"),
+    ],
+)
+def test_failure_reasons_fall_in_fixed_classes(reason: str | None, expected: str) -> None:
+    assert catalog.failure_class(reason) == expected
+
+
+def test_job_outcomes_of_notification_kinds_are_deliveries() -> None:
+    def delivered(channel: str, outcome: str) -> float:
+        return catalog.DELIVERIES.labels(channel, outcome)._value.get()  # type: ignore[attr-defined]
+
+    before = [delivered("webhook", "delivered"), delivered("sns", "failed")]
+    catalog.job_attempt_ended("webhook", "done")
+    catalog.job_attempt_ended("sns_publish", "dead")
+    catalog.job_attempt_ended("process", "done")
+    after = [delivered("webhook", "delivered"), delivered("sns", "failed")]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import socket
 import sqlite3
 import subprocess
 import time
@@ -168,6 +169,26 @@ def until_every_process_answered(deployment: Deployment) -> int:
             assert http.get("/health").status_code == 200
         asked += 1
     return asked
+
+
+def test_open_event_streams_are_counted_while_open(deployment: Deployment) -> None:
+    # A plain socket: the stream stays open exactly as long as the test holds it.
+    with socket.create_connection(("127.0.0.1", deployment.server.port), timeout=WAIT) as sock:
+        sock.sendall(
+            b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+            + f"Authorization: Bearer {deployment.keys['owner']}\r\n\r\n".encode()
+        )
+        received = b""
+        while b"\n\n" not in received.partition(b"\r\n\r\n")[2]:  # the opening frame
+            chunk = sock.recv(4096)
+            assert chunk, received
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200"), received
+        assert deployment.scrape().value("bigupload_sse_streams_open") == 1
+    eventually(
+        lambda: deployment.scrape().value("bigupload_sse_streams_open") == 0,
+        "the stream's end to be noticed",
+    )
 
 
 def test_a_scripted_flow_gives_exact_figures(deployment: Deployment) -> None:

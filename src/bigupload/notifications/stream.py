@@ -367,10 +367,10 @@ async def stream_events(
     owner = principal.owner
     watch_late = sessionmaker.kw["bind"].dialect.name == "postgresql"
     seen = _Position(start, watch_late=watch_late)
-    yield ServerSentEvent(
-        comment=f"status changes of {owner}'s files", id=str(start), retry=RETRY_MS
-    )
-    with SSE_STREAMS.track_inprogress():
+    with SSE_STREAMS.track_inprogress():  # counted before the client hears a thing
+        yield ServerSentEvent(
+            comment=f"status changes of {owner}'s files", id=str(start), retry=RETRY_MS
+        )
         while True:
             mark = BELL.mark(owner)
             # A client that goes away cancels the stream; a read cancelled half-way would
