@@ -226,7 +226,8 @@ class Settings(BaseSettings):
     metrics: bool = True
     #: When set, a scrape must carry ``Authorization: Bearer <token>``.
     metrics_token: str | None = Field(default=None, min_length=16)
-    #: The multiprocess directory ``serve`` empties at start; default ``DATA_DIR/metrics``.
+    #: The multiprocess directory ``serve`` empties at start; default
+    #: ``DATA_DIR/metrics/serve-<PORT>``.
     metrics_dir: Path | None = None
     #: ``bigupload worker`` serves its own metrics on this port (none: not at all).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)

@@ -87,10 +87,10 @@ ENV = {
 def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
     data_dir = tmp_path / "data"
     owner, limited = registry(data_dir)
-    stale = data_dir / "metrics" / "counter_999999.db"  # a previous run's: cleaned at start
-    stale.parent.mkdir()
-    stale.write_bytes(b"left over")
     port = free_port()
+    stale = metrics_dir(data_dir, port) / "counter_999999.db"  # a previous run's: cleaned
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"left over")
     server = Server(data_dir, port, args=("--workers", str(request.param)), **ENV)
     try:
         server.wait_until_answering()
@@ -144,10 +144,14 @@ def backdate(data_dir: Path, file_id: str) -> None:
     assert changed == 1
 
 
-def health_answered_by(data_dir: Path) -> dict[int, float]:
+def metrics_dir(data_dir: Path, port: int) -> Path:
+    return data_dir / "metrics" / f"serve-{port}"
+
+
+def health_answered_by(data_dir: Path, port: int) -> dict[int, float]:
     """``GET /health`` answers counted in each process's own file (not through a scrape)."""
     counted = {}
-    for path in (data_dir / "metrics").glob("counter_*.db"):
+    for path in metrics_dir(data_dir, port).glob("counter_*.db"):
         families = MultiProcessCollector.merge([str(path)])
         counted[int(path.stem.rsplit("_", 1)[1])] = sum(
             sample.value
@@ -163,8 +167,8 @@ def until_every_process_answered(deployment: Deployment) -> int:
     """Ask ``/health`` on new connections until each serving process has answered one;
     answer how many were asked."""
     asked = 0
-    while len(health_answered_by(deployment.data_dir)) < deployment.workers:
-        assert asked < 500, health_answered_by(deployment.data_dir)
+    while len(health_answered_by(deployment.data_dir, deployment.server.port)) < deployment.workers:
+        assert asked < 500, health_answered_by(deployment.data_dir, deployment.server.port)
         with httpx.Client(base_url=deployment.server.base_url, trust_env=False) as http:
             assert http.get("/health").status_code == 200
         asked += 1
@@ -263,7 +267,9 @@ def test_a_scripted_flow_gives_exact_figures(deployment: Deployment) -> None:
     assert requests[("/api/v1/files", "GET", "401")] == 1
     assert not any(route.startswith("/metrics") for route, _, _ in requests)
     # Counted by several processes, each in its own file; a scrape answers their sum.
-    assert len(health_answered_by(deployment.data_dir)) == deployment.workers
+    assert (
+        len(health_answered_by(deployment.data_dir, deployment.server.port)) == deployment.workers
+    )
     assert requests[("/health", "GET", "200")] == health
     assert (
         final.value(

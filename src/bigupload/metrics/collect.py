@@ -21,7 +21,9 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def metrics_dir(settings: Settings) -> Path:
-    return settings.metrics_dir or settings.data_dir / "metrics"
+    """``METRICS_DIR``, or one per port under the data directory: two servers sharing a data
+    directory (replicas on one machine) never empty each other's."""
+    return settings.metrics_dir or settings.data_dir / "metrics" / f"serve-{settings.port}"
 
 
 def prepare_multiprocess(settings: Settings) -> Path:
