@@ -694,7 +694,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"{target.name}: pid {target.server.proc.pid}, {target.server.url}")
             for round_no in range(1, args.rounds + 1):
                 for clients in args.levels:
-                    for target in fleet.targets:  # alternate: each target in turn
+                    # Alternate: each target in turn, starting one further on each round, so
+                    # that no target always follows the same one.
+                    shift = (round_no - 1) % len(fleet.targets)
+                    for target in fleet.targets[shift:] + fleet.targets[:shift]:
                         try:
                             result = runner.run(
                                 run_level(
