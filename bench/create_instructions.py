@@ -78,10 +78,16 @@ def moto_server() -> Iterator[str]:
 
 
 def run(
-    tree: Path, target: str, store: str, requests: int, endpoint: str | None
+    tree: Path,
+    target: str,
+    store: str,
+    requests: int,
+    endpoint: str | None,
+    settings: dict[str, str] | None = None,
 ) -> tuple[list[float], dict[str, float]]:
     """Instructions per request of each phase, and of the native functions (per create)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BIGUPLOAD_", "AWS_"))}
+    env.update(settings or {})
     env.update(
         PYTHONPATH=str(tree / "src"),
         PYTHONHASHSEED="0",
@@ -147,6 +153,11 @@ def main() -> None:
     parser.add_argument("--tree", action="append", type=Path, help="a checkout (repeatable)")
     parser.add_argument("--store", action="append", choices=("local", "s3"), help="repeatable")
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--metrics-off-twin",
+        action="store_true",
+        help="also count each bigupload target with BIGUPLOAD_METRICS=off",
+    )
     args = parser.parse_args()
     trees = [t.resolve() for t in (args.tree or [HERE.parent])]
     stores = args.store or ["local", "s3"]
@@ -161,6 +172,12 @@ def main() -> None:
                 results[tree.name, store] = run(tree, "bigupload", store, n, endpoint)
                 cost = results[tree.name, store][0][0]
                 print(f"{tree}, {store}: {cost / 1e6:.3f} M per create", file=sys.stderr)
+                if args.metrics_off_twin:
+                    off = {"BIGUPLOAD_METRICS": "off"}
+                    name = f"{tree.name}, metrics off"
+                    results[name, store] = run(tree, "bigupload", store, n, endpoint, off)
+                    cost = results[name, store][0][0]
+                    print(f"{name}, {store}: {cost / 1e6:.3f} M per create", file=sys.stderr)
 
     print("| target | store | instructions per create | ratio to the bare signer |")
     print("| --- | --- | ---: | ---: |")

@@ -29,6 +29,12 @@ children); for PostgreSQL, the database server's own CPU per request is reported
     .venv/bin/python bench/create_upload.py            # 3 rounds x 5 s per (target, level)
     .venv/bin/python bench/create_upload.py --quick    # smoke run: 1 round x 1 s
     .venv/bin/python bench/create_upload.py --registry sqlite --no-companion
+    .venv/bin/python bench/create_upload.py --registry sqlite --no-companion --metrics-off-twin
+
+With ``--metrics-off-twin`` each bigupload target has a twin started with
+``BIGUPLOAD_METRICS=off`` (``bigupload-<registry>-nometrics``), alternated with it in the same
+rounds; the report adds req/s and server CPU per request with metrics on over off (the budget:
+under 5 % of req/s lost).
 
 The load generator lives in ``bench/loadgen.py`` and the server processes are handled by
 ``bench/servers.py``; this module is the experiment, its statistics and its report.
@@ -43,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -104,6 +111,9 @@ COMPANION_PATH = "/s3/params?" + urllib.parse.urlencode(
         "metadata[type]": CONTENT_TYPE,
     }
 )
+
+#: The name suffix of a ``--metrics-off-twin`` target.
+NO_METRICS = "-nometrics"
 
 #: ``--rate-limit`` default: the per-owner limiter stays on the request path (same shape as the
 #: shipped ``100/second;3000/minute``, so the same counter work per request) but never binds. The
@@ -295,6 +305,51 @@ def ratio_rows(
     return rows
 
 
+def metrics_cost(
+    by_key: dict[tuple[str, int], Summary], twins: Sequence[str]
+) -> list[dict[str, Any]]:
+    """For each target with a metrics-off twin and level: req/s and CPU per request, on / off."""
+    rows: list[dict[str, Any]] = []
+    for twin in twins:
+        name = twin.removesuffix(NO_METRICS)
+        for clients in sorted({c for (t, c) in by_key if t == name}):
+            on, off = by_key.get((name, clients)), by_key.get((twin, clients))
+            if on is None or off is None:
+                continue
+            cpu_on, cpu_off = on.server_cpu_ms_per_req, off.server_cpu_ms_per_req
+            rows.append(
+                {
+                    "target": name,
+                    "clients": clients,
+                    "rps_on": on.rps,
+                    "rps_off": off.rps,
+                    "rps_ratio": _ratio(on.rps, off.rps),
+                    "cpu_ms_per_req_on": cpu_on,
+                    "cpu_ms_per_req_off": cpu_off,
+                    "cpu_ratio": _ratio(cpu_on, cpu_off) if cpu_on and cpu_off else math.nan,
+                }
+            )
+    return rows
+
+
+def render_metrics_cost(rows: Sequence[dict[str, Any]]) -> str:
+    out = [
+        "Metrics on vs off (same run, alternated; budget: under 5 % of req/s lost):",
+        "",
+        "| clients | target | req/s on | req/s off | on / off | CPU ms/req on | CPU ms/req off "
+        "| on / off |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        out.append(
+            f"| {row['clients']} | {row['target']} | {_fmt(row['rps_on'], 0)} | "
+            f"{_fmt(row['rps_off'], 0)} | {_fmt(row['rps_ratio'], 3)} | "
+            f"{_fmt(row['cpu_ms_per_req_on'], 3)} | {_fmt(row['cpu_ms_per_req_off'], 3)} | "
+            f"{_fmt(row['cpu_ratio'], 3)} |"
+        )
+    return "\n".join(out)
+
+
 @dataclass
 class Verdict:
     target: str  # bigupload-sqlite, bigupload-postgresql
@@ -467,6 +522,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="run the bigupload servers under cProfile, writing DIR/<target>.prof (slower)",
     )
+    parser.add_argument(
+        "--metrics-off-twin",
+        action="store_true",
+        help="also run each bigupload target with BIGUPLOAD_METRICS=off, to compare",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the JSON results")
     args = parser.parse_args(argv)
     settings: dict[str, str] = {}
@@ -555,11 +615,14 @@ def companion_version() -> str | None:
 def start_targets(
     args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack, fleet: Fleet
 ) -> None:
-    for registry in args.registry:
-        name = f"bigupload-{registry}"
+    variants = [("", {})]
+    if args.metrics_off_twin:
+        variants.append((NO_METRICS, {"BIGUPLOAD_METRICS": "off"}))
+    for registry, (suffix, variant) in itertools.product(args.registry, variants):
+        name = f"bigupload-{registry}{suffix}"
         # This checkout's bigupload, whatever the environment has installed.
         path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
-        settings: dict[str, str] = {"PYTHONPATH": path, **args.set}
+        settings: dict[str, str] = {"PYTHONPATH": path, **args.set, **variant}
         db_pid: int | None = None
         if registry == "postgresql":
             pg = stack.enter_context(postgres_server())
@@ -602,13 +665,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "registries": args.registry,
         "rate_limit": args.rate_limit or "(shipped default)",
         "settings": args.set,
+        "metrics_off_twin": args.metrics_off_twin,
         "profiled": args.profile is not None,
         "body": BODY.decode(),
         "companion_request": None if args.no_companion else f"GET {COMPANION_PATH}",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     results: list[RunResult] = []
-    n_targets = len(args.registry) + 1 + (0 if args.no_companion else 1)
+    twins = 2 if args.metrics_off_twin else 1
+    n_targets = twins * len(args.registry) + 1 + (0 if args.no_companion else 1)
     runs_total = args.rounds * len(args.levels) * n_targets
     estimate = runs_total * (args.warmup + args.seconds + 0.3)
     log(f"{runs_total} runs, about {estimate:.0f} s of load (os.cpu_count()={os.cpu_count()})")
@@ -629,7 +694,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"{target.name}: pid {target.server.proc.pid}, {target.server.url}")
             for round_no in range(1, args.rounds + 1):
                 for clients in args.levels:
-                    for target in fleet.targets:  # alternate: each target in turn
+                    # Alternate: each target in turn, starting one further on each round, so
+                    # that no target always follows the same one.
+                    shift = (round_no - 1) % len(fleet.targets)
+                    for target in fleet.targets[shift:] + fleet.targets[:shift]:
                         try:
                             result = runner.run(
                                 run_level(
@@ -668,14 +736,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"{server.name} exit status {status}:\n{tail(server.stderr_path)}")
 
     names = [t.name for t in fleet.targets]
-    ours = [n for n in names if n.startswith("bigupload-")]
-    others = [n for n in names if n not in ours]
+    twins = [n for n in names if n.endswith(NO_METRICS)]
+    ours = [n for n in names if n.startswith("bigupload-") and n not in twins]
+    others = [n for n in names if n not in ours and n not in twins]
     summaries = [summarize(results, name, clients) for clients in args.levels for name in names]
     by_key = {(s.target, s.clients): s for s in summaries}
     ratios = ratio_rows(by_key, ours, others)
     checks = verdicts(by_key, ours, others)
 
+    metrics_rows = metrics_cost(by_key, twins)
     print(render(summaries, ratios, others, checks, results, meta))
+    if metrics_rows:
+        print("\n" + render_metrics_cost(metrics_rows))
     print(f"\nos.cpu_count() = {os.cpu_count()}")
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -685,6 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": [asdict(c) | {"verdict": c.word} for c in checks],
         "summary": [asdict(s) for s in summaries],
         "ratios": ratios,
+        "metrics_cost": metrics_rows,
         "runs": [asdict(r) for r in results],
     }
     args.output.write_text(json.dumps(no_nan(payload), indent=2, allow_nan=False) + "\n")

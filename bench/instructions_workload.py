@@ -33,20 +33,10 @@ def phase() -> None:
 
 
 async def bigupload(store: str, requests: int, endpoint: str | None) -> None:
-    from bigupload import migrate
-    from bigupload.app import create_app
-    from bigupload.auth import repository as keys
     from bigupload.config import load_settings
-    from bigupload.db import create_engine, create_sessionmaker
-    from bigupload.uploads import service
 
     data = Path(tempfile.mkdtemp())
     url = f"sqlite+aiosqlite:///{data / 'registry.db'}"
-    engine = create_engine(url)
-    await migrate.upgrade(engine)
-    async with create_sessionmaker(engine)() as session, session.begin():
-        _, key = await keys.create(session, "bench", "bench")
-    await engine.dispose()
     extra: dict[str, Any] = {}
     if store == "s3":
         extra = {"storage": "s3", "s3_bucket": "bench", "s3_endpoint_url": endpoint}
@@ -61,6 +51,22 @@ async def bigupload(store: str, requests: int, endpoint: str | None) -> None:
         local_storage_events=False,
         **extra,
     )
+    if settings.metrics:  # as `bigupload serve` does (BIGUPLOAD_METRICS=off: not at all)
+        from bigupload.metrics.collect import prepare_multiprocess
+
+        prepare_multiprocess(settings)
+
+    from bigupload import migrate
+    from bigupload.app import create_app
+    from bigupload.auth import repository as keys
+    from bigupload.db import create_engine, create_sessionmaker
+    from bigupload.uploads import service
+
+    engine = create_engine(url)
+    await migrate.upgrade(engine)
+    async with create_sessionmaker(engine)() as session, session.begin():
+        _, key = await keys.create(session, "bench", "bench")
+    await engine.dispose()
     app = create_app(settings)
     storage = app.state.storage
     inserter = app.state.file_inserter

@@ -22,6 +22,8 @@ from bigupload.files.endpoints import router as files_router
 from bigupload.files.inserter import FileInserter
 from bigupload.health.endpoints import router as health_router
 from bigupload.jobs.registry import build_runner, close_clients
+from bigupload.metrics.endpoint import router as metrics_router
+from bigupload.metrics.http import included as metered_routes
 from bigupload.notifications.endpoints import router as deliveries_router
 from bigupload.notifications.stream import router as events_router
 from bigupload.rate_limit import RateLimiter
@@ -118,7 +120,10 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
 
     install_error_handlers(app)
     app.add_middleware(
-        EdgeMiddleware, max_body_size=API_MAX_BODY_SIZE, cors_origins=settings.cors_origins
+        EdgeMiddleware,
+        max_body_size=API_MAX_BODY_SIZE,
+        cors_origins=settings.cors_origins,
+        metrics=settings.metrics,
     )
 
     # Each router straight into the app, not nested in an `/api/v1` router: FastAPI matches
@@ -133,11 +138,14 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
         storage_events_router,
     ):
         app.include_router(api_router, prefix="/api/v1", responses=COMMON_RESPONSES)
+        metered_routes(api_router, "/api/v1")
     app.include_router(uppy_router)
     app.include_router(health_router)
     app.include_router(local_store_router)
     app.include_router(web_router)
     app.include_router(docs_router)
+    if settings.metrics:
+        app.include_router(metrics_router)
     return app
 
 

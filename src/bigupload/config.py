@@ -221,6 +221,17 @@ class Settings(BaseSettings):
     #: Serve the uploader page at ``/``.
     web_page: bool = True
 
+    # Metrics (Prometheus).
+    #: ``GET /metrics`` (and the counting behind it); ``off``: the route answers 404.
+    metrics: bool = True
+    #: When set, a scrape must carry ``Authorization: Bearer <token>``.
+    metrics_token: str | None = Field(default=None, min_length=16)
+    #: The multiprocess directory ``serve`` empties at start; default
+    #: ``DATA_DIR/metrics/serve-<PORT>``.
+    metrics_dir: Path | None = None
+    #: ``bigupload worker`` serves its own metrics on this port (none: not at all).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     @field_validator(
         "processing_steps",
         "sns_topic_arns",
@@ -313,6 +324,11 @@ class Settings(BaseSettings):
                 f"{value!r} cannot be used ({exc}); for Redis, install 'bigupload[redis]'"
             ) from None
         return value
+
+    @field_validator("metrics_token", "metrics_dir", "metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod

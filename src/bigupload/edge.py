@@ -8,7 +8,9 @@ a coroutine frame and a scan of the headers of its own). What each part does is 
   line in the access log per request (:func:`bigupload.logs.log_request`);
 * the caps of :mod:`bigupload.request_head`, answered 414 / 431 in the API's error shape;
 * for ``/api/`` and ``/s3/``: CORS headers for the configured origins (:mod:`bigupload.cors`)
-  and the cap on the body's size (:mod:`bigupload.body_limit`).
+  and the cap on the body's size (:mod:`bigupload.body_limit`);
+* with metrics on, the request's route template, method, status and duration
+  (:mod:`bigupload.metrics.http`), for every path but ``/metrics`` itself.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bigupload.body_limit import BodyLimitMiddleware
 from bigupload.cors import PATH_PREFIXES, api_cors
 from bigupload.logs import REQUEST_ID_RE, log_request
+from bigupload.metrics.http import record_request
 from bigupload.request_head import Refusal, check_head, target_length
+
+METRICS_PATH = "/metrics"
 
 
 class EdgeMiddleware:
@@ -33,8 +38,10 @@ class EdgeMiddleware:
         max_body_size: int,
         cors_origins: Iterable[str] = (),
         prefixes: tuple[str, ...] = PATH_PREFIXES,
+        metrics: bool = False,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         self.prefixes = prefixes
         self.limited = BodyLimitMiddleware(app, max_size=max_body_size, path_prefix=prefixes)
         self.max_body_size = max_body_size
@@ -89,7 +96,10 @@ class EdgeMiddleware:
             else:
                 await self.limited(scope, receive, send_with_id)
         finally:
-            log_request(scope, status, (time.perf_counter() - started) * 1000, request_id)
+            seconds = time.perf_counter() - started
+            log_request(scope, status, seconds * 1000, request_id)
+            if self.metrics and scope["path"] != METRICS_PATH:
+                record_request(scope, status, seconds)
 
     def _allowed(self, origin: bytes) -> bool:
         # As Starlette's Headers read it; origins are compared as configured (lower case).

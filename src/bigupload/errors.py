@@ -221,8 +221,24 @@ def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "-"))
 
 
+#: Refusals for the caller's credentials besides every 401.
+_AUTH_CODES = frozenset({"csrf_failed", "sns_signature_invalid", "sns_topic_not_allowed"})
+
+
+def _count(exc: AppError, path: str) -> None:
+    from bigupload.metrics import catalog
+
+    if exc.status == 401 or exc.code in _AUTH_CODES:
+        catalog.AUTH_FAILURES.labels(exc.code).inc()
+    elif exc.code == "rate_limited":
+        catalog.RATE_LIMITED.labels("sign_in" if path == "/api/v1/session" else "owner").inc()
+    elif exc.code == "storage_unavailable":
+        catalog.STORE_UNREACHABLE_ANSWERS.inc()
+
+
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
+    _count(exc, request.url.path)
     if exc.status >= 500:
         log.error(
             "%s %s failed: %s (%s) request_id=%s",

@@ -111,7 +111,9 @@ STOP_TIMEOUT = 15
 class Server:
     """One ``bigupload serve`` process; its output is read as it comes, on two threads."""
 
-    def __init__(self, data_dir: Path, port: int, **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, *, args: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self._lock = threading.Condition()
@@ -119,7 +121,7 @@ class Server:
         self._stderr: list[str] = []
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [str(BIGUPLOAD), "serve", "--port", str(port)],
+            [str(BIGUPLOAD), "serve", "--port", str(port), *args],
             env=clean_env(data_dir, **env),
             cwd=data_dir.parent,
             stdin=subprocess.DEVNULL,

@@ -40,6 +40,17 @@ def serve(
     ] = 1,
 ) -> None:
     """Start the service (migrating the registry first)."""
+    settings = settings_or_exit(host=host, port=port)
+    if settings.metrics:
+        # Before anything makes a metric, and before any worker process starts: every one
+        # of them writes its values there, and /metrics in any of them sums them.
+        from bigupload.metrics.collect import prepare_multiprocess
+
+        try:
+            prepare_multiprocess(settings)
+        except OSError as exc:
+            fail(f"cannot use the metrics directory: {first_line(exc)}")
+
     import asyncio
 
     import uvicorn  # the web stack loads only for the command that serves
@@ -51,7 +62,6 @@ def serve(
     from bigupload.config import ConfigError
     from bigupload.logs import configure_logging
 
-    settings = settings_or_exit(host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
     try:
         admin_key = asyncio.run(_prepare(settings))

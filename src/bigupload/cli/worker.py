@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,8 @@ from bigupload.cli.common import fail, first_line, settings_or_exit
 
 if TYPE_CHECKING:
     from bigupload.config import Settings
+
+log = logging.getLogger("bigupload.worker")
 
 
 async def _work(settings: Settings, queue_url: str | None, wait_seconds: int) -> None:
@@ -32,9 +35,24 @@ async def _work(settings: Settings, queue_url: str | None, wait_seconds: int) ->
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     runner = build_runner(settings, sessionmaker, storage)
+    listener = None
+    if settings.metrics and settings.metrics_port is not None:
+        from bigupload.config import ConfigError
+        from bigupload.metrics.listener import start_listener
+
+        try:
+            listener = start_listener(settings.host, settings.metrics_port, settings.metrics_token)
+        except OSError as exc:
+            raise ConfigError(
+                f"BIGUPLOAD_METRICS_PORT: cannot listen on {settings.host}:"
+                f"{settings.metrics_port}: {exc.strerror or exc}"
+            ) from None
+        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     consumer = None
     if queue_url:
-        handle = event_handler(sessionmaker=sessionmaker, storage=storage, settings=settings)
+        handle = event_handler(
+            sessionmaker=sessionmaker, storage=storage, settings=settings, source="sqs"
+        )
         consumer = SqsConsumer(settings, queue_url, handle, wait_seconds=wait_seconds)
     try:
         await runner.start()
@@ -43,6 +61,8 @@ async def _work(settings: Settings, queue_url: str | None, wait_seconds: int) ->
         await stop.wait()
     finally:
         await runner.stop()
+        if listener is not None:
+            listener.shutdown()
         await close_clients()
         with contextlib.suppress(Exception):
             await storage.close()
@@ -63,6 +83,15 @@ def worker(
     sqs_wait_seconds: Annotated[
         int, typer.Option(min=0, max=20, help="SQS long-poll time.", hidden=True)
     ] = 20,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve GET /metrics on this port (on BIGUPLOAD_HOST); default "
+            "BIGUPLOAD_METRICS_PORT, none: no metrics.",
+        ),
+    ] = None,
 ) -> None:
     """Run processing, notifications and expiry until stopped (Ctrl-C or SIGTERM).
 
@@ -77,7 +106,9 @@ def worker(
     from bigupload.config import ConfigError
     from bigupload.logs import configure_logging
 
-    settings = settings_or_exit(job_concurrency=concurrency, sqs_queue_url=sqs_queue_url)
+    settings = settings_or_exit(
+        job_concurrency=concurrency, sqs_queue_url=sqs_queue_url, metrics_port=metrics_port
+    )
     configure_logging(settings.log_level, settings.log_format)
     typer.echo(
         f"bigupload worker: {settings.storage} store"

@@ -50,6 +50,7 @@ from bigupload.files.models import FileEvent, FileRecord
 from bigupload.files.status import READABLE, FileStatus
 from bigupload.jobs.kinds import Periodic, PeriodicContext
 from bigupload.jobs.models import Job, JobStatus
+from bigupload.metrics import files as metered
 from bigupload.storage.base import (
     HasLeftovers,
     MultipartUpload,
@@ -277,6 +278,8 @@ async def _expire(
             for record in moved
         ]
         await session.execute(insert(FileEvent), events)
+        for _ in moved:
+            metered.reached(session, FileStatus.EXPIRED.value)
     return moved
 
 

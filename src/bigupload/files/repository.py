@@ -29,6 +29,7 @@ from sqlalchemy.sql.operators import custom_op
 from bigupload import clock
 from bigupload.files.models import FileEvent, FileRecord
 from bigupload.files.status import FileStatus
+from bigupload.metrics import files as metered
 
 
 class InvalidCursor(ValueError):
@@ -237,12 +238,14 @@ async def transition(
     target: FileStatus,
     *,
     reason: str | None = None,
+    failure: str | None = None,
     **values: Any,
 ) -> bool:
     """Move ``record`` from ``expected`` to ``target`` unless someone else moved it first.
 
     The change is a conditional UPDATE, so of two racing callers exactly one wins; the loser
     gets ``False`` and should re-read the record. The event is appended only by the winner.
+    ``failure`` names the class of a failure for the metrics (else the reason's prefix).
     """
     now = clock.now()
     result = await session.execute(
@@ -256,6 +259,14 @@ async def transition(
     add_event(session, record, expected.value, target.value, reason)
     await session.flush()
     await session.refresh(record)
+    uploaded = target == FileStatus.UPLOADED
+    metered.reached(
+        session,
+        target.value,
+        reason=reason,
+        failure=failure,
+        size=record.stored_size if uploaded else None,
+    )
     return True
 
 

@@ -59,7 +59,10 @@ async def change_status(
         values["error"] = reason or "marked failed by the client"
     if target == FileStatus.COMPLETED:
         values["completed_at"] = clock.now()
-    if not await repository.transition(session, record, current, target, reason=reason, **values):
+    moved = await repository.transition(
+        session, record, current, target, reason=reason, failure="client", **values
+    )
+    if not moved:
         await repository.refresh(session, record)
         if FileStatus(record.status) == target:
             return record

@@ -43,6 +43,7 @@ from bigupload.jobs.kinds import (
     Retry,
 )
 from bigupload.jobs.repository import Claimed
+from bigupload.metrics.catalog import job_attempt_ended
 from bigupload.storage.base import Storage
 
 log = logging.getLogger("bigupload.jobs")
@@ -607,6 +608,16 @@ class JobRunner:
         return result
 
 
+#: The metrics' name of each outcome :func:`_outcome` logs (by the words before a comma).
+_OUTCOMES = {
+    "done": "done",
+    "dead": "dead",
+    "failed": "retry",
+    "waiting": "waiting",
+    "lease lost": "lease_lost",
+}
+
+
 def _outcome(
     level: int,
     ctx: JobContext,
@@ -615,7 +626,9 @@ def _outcome(
     detail: str = "",
     exc_info: BaseException | None = None,
 ) -> None:
-    """One log line per attempt's outcome, with the kind, job id, attempt and duration."""
+    """One log line per attempt's outcome, with the kind, job id, attempt and duration; and
+    the attempt counted in the metrics."""
+    job_attempt_ended(ctx.kind, _OUTCOMES.get(outcome.split(",", 1)[0], "other"))
     log.log(
         level,
         "job %d (%s) %s: attempt %d/%d%s%s",

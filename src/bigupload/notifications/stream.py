@@ -45,6 +45,7 @@ from bigupload.errors import COMMON_RESPONSES, InvalidRequest
 from bigupload.files.models import FileEvent, FileRecord
 from bigupload.files.schemas import FileOut
 from bigupload.json_body import ApiRoute
+from bigupload.metrics.catalog import SSE_STREAMS
 from bigupload.notifications.documents import event_type, iso_utc
 from bigupload.request_head import HEAD_ANSWERS
 
@@ -366,19 +367,21 @@ async def stream_events(
     owner = principal.owner
     watch_late = sessionmaker.kw["bind"].dialect.name == "postgresql"
     seen = _Position(start, watch_late=watch_late)
-    yield ServerSentEvent(
-        comment=f"status changes of {owner}'s files", id=str(start), retry=RETRY_MS
-    )
-    while True:
-        mark = BELL.mark(owner)
-        # A client that goes away cancels the stream; a read cancelled half-way would leave
-        # its connection (SQLite's only one) inside a transaction. The read finishes first.
-        with anyio.CancelScope(shield=True):
-            batch, more = await _next(sessionmaker, owner, seen)
-        for ident, data in batch:
-            seen.sent(ident)
-            yield _frame(seen.position, data)
-        if server_stopping() or await request.is_disconnected():
-            return
-        if not more:
-            await BELL.wait(owner, mark, POLL_INTERVAL)
+    with SSE_STREAMS.track_inprogress():  # counted before the client hears a thing
+        yield ServerSentEvent(
+            comment=f"status changes of {owner}'s files", id=str(start), retry=RETRY_MS
+        )
+        while True:
+            mark = BELL.mark(owner)
+            # A client that goes away cancels the stream; a read cancelled half-way would
+            # leave its connection (SQLite's only one) inside a transaction. The read
+            # finishes first.
+            with anyio.CancelScope(shield=True):
+                batch, more = await _next(sessionmaker, owner, seen)
+            for ident, data in batch:
+                seen.sent(ident)
+                yield _frame(seen.position, data)
+            if server_stopping() or await request.is_disconnected():
+                return
+            if not more:
+                await BELL.wait(owner, mark, POLL_INTERVAL)

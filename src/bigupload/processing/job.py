@@ -287,7 +287,13 @@ async def give_up(ctx: JobContext, reason: str) -> None:
         for expected in (FileStatus.PROCESSING, FileStatus.UPLOADED):
             if record is not None and record.status == expected.value:
                 failed = await repository.transition(
-                    session, record, expected, FileStatus.FAILED, reason=text, error=text
+                    session,
+                    record,
+                    expected,
+                    FileStatus.FAILED,
+                    reason=text,
+                    failure="gave_up",
+                    error=text,
                 )
                 break
         await session.commit()

@@ -174,7 +174,11 @@ async def storage_events(
     except InvalidEvent as exc:
         raise _invalid(exc) from None
     report = await handle_events(
-        events, sessionmaker=request.app.state.sessionmaker, storage=storage, settings=settings
+        events,
+        sessionmaker=request.app.state.sessionmaker,
+        storage=storage,
+        settings=settings,
+        source="webhook",
     )
     return StorageEventsResult.of(events, report)
 
@@ -225,6 +229,10 @@ async def _sns(
     except InvalidEvent as exc:
         raise _invalid(exc) from None
     report = await handle_events(
-        events, sessionmaker=request.app.state.sessionmaker, storage=storage, settings=settings
+        events,
+        sessionmaker=request.app.state.sessionmaker,
+        storage=storage,
+        settings=settings,
+        source="sns",
     )
     return StorageEventsResult.of(events, report)

@@ -35,6 +35,7 @@ from bigupload.errors import AppError, store_errors
 from bigupload.files import repository
 from bigupload.files.models import FileRecord
 from bigupload.files.status import READABLE, FileStatus
+from bigupload.metrics import catalog as metrics
 from bigupload.storage.base import Storage, StoredObject
 from bigupload.storage_events.parse import ObjectEvent, parse_document
 from bigupload.uploads import service
@@ -85,10 +86,27 @@ async def handle_events(
     sessionmaker: async_sessionmaker[AsyncSession],
     storage: Storage,
     settings: Settings,
+    source: str = "webhook",
 ) -> EventReport:
     """Apply ``events`` in order. Raises :class:`~bigupload.errors.StorageUnavailable` (or
     another 5xx :class:`~bigupload.errors.AppError`, or a registry error) when an event could
-    not be applied: the whole delivery should then be retried, which is safe."""
+    not be applied: the whole delivery should then be retried, which is safe. What they did is
+    counted in the metrics under ``source`` (``webhook``, ``sns``, ``sqs``, ``local``)."""
+    try:
+        report = await _apply(events, sessionmaker, storage, settings)
+    except Exception:
+        metrics.storage_events(source, {"error": len(events)})
+        raise
+    metrics.storage_events(source, report.counts())
+    return report
+
+
+async def _apply(
+    events: Sequence[ObjectEvent],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    storage: Storage,
+    settings: Settings,
+) -> EventReport:
     report = EventReport()
     for event in events:
         if event.bucket != storage.bucket:
@@ -108,13 +126,17 @@ async def handle_events(
 
 
 def event_handler(
-    *, sessionmaker: async_sessionmaker[AsyncSession], storage: Storage, settings: Settings
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    storage: Storage,
+    settings: Settings,
+    source: str = "sqs",
 ) -> Handle:
-    """:func:`handle_events` bound to a registry, store and settings."""
+    """:func:`handle_events` bound to a registry, store, settings and source."""
 
     async def handle(events: Sequence[ObjectEvent]) -> EventReport:
         return await handle_events(
-            events, sessionmaker=sessionmaker, storage=storage, settings=settings
+            events, sessionmaker=sessionmaker, storage=storage, settings=settings, source=source
         )
 
     return handle
@@ -125,7 +147,9 @@ def local_event_sink(
 ) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
     """What the local store delivers its S3-shaped notifications to: the same parsing and
     handling as ``POST /storage-events``."""
-    handle = event_handler(sessionmaker=sessionmaker, storage=storage, settings=settings)
+    handle = event_handler(
+        sessionmaker=sessionmaker, storage=storage, settings=settings, source="local"
+    )
 
     async def sink(notification: Mapping[str, Any]) -> None:
         report = await handle(parse_document(notification))

@@ -24,6 +24,7 @@ from bigupload.files import repository
 from bigupload.files.inserter import FileInserter
 from bigupload.files.models import FileRecord
 from bigupload.files.status import READABLE, FileStatus
+from bigupload.metrics.catalog import UPLOAD_TICKETS
 from bigupload.processing.job import enqueue_processing
 from bigupload.storage.base import (
     PartsRejected,
@@ -133,6 +134,7 @@ async def create_upload(
         if session is not None:
             await session.commit()  # hold no registry connection while the shared insert runs
         await inserter.insert(record)
+        UPLOAD_TICKETS.labels("put").inc()
     except IntegrityError:
         # A racing repeat of this create won: answer its upload (ours left nothing behind).
         if idempotency_key is None or session is None:
@@ -241,8 +243,11 @@ async def _replay(
         )
     log.info("create repeated with its Idempotency-Key: answering upload %s", record.id)
     if record.multipart_upload_id is not None:
+        UPLOAD_TICKETS.labels("multipart").inc()
         return _multipart_ticket(record)
-    return _single_ticket(record, storage, settings)
+    ticket = _single_ticket(record, storage, settings)
+    UPLOAD_TICKETS.labels("put").inc()
+    return ticket
 
 
 def new_record(
@@ -296,6 +301,7 @@ async def begin_multipart(
         with contextlib.suppress(StorageError):  # leave no parts nobody can find
             await storage.abort_multipart(record.key, record.multipart_upload_id)
         raise
+    UPLOAD_TICKETS.labels("multipart").inc()
     return record.multipart_upload_id
 
 
@@ -348,7 +354,13 @@ async def _fail(
     status: int = 422,
 ) -> AppError:
     if await repository.transition(
-        session, record, FileStatus.PENDING, FileStatus.FAILED, reason=reason, error=reason
+        session,
+        record,
+        FileStatus.PENDING,
+        FileStatus.FAILED,
+        reason=reason,
+        failure=code,
+        error=reason,
     ):
         await session.commit()
         log.warning("upload %s failed verification: %s", record.id, reason)

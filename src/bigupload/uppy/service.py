@@ -17,6 +17,7 @@ from bigupload.config import Settings
 from bigupload.errors import AppError, Conflict, NotFound, StorageUnavailable, store_errors
 from bigupload.files.inserter import FileInserter
 from bigupload.files.models import FileRecord
+from bigupload.metrics.catalog import UPLOAD_TICKETS
 from bigupload.storage.base import PresignedRequest, Storage, StorageUnreachable
 from bigupload.storage.locations import object_url
 from bigupload.uploads import multipart, service
@@ -71,6 +72,7 @@ async def create_post(
     await inserter.insert(record)
     await enqueue_landing(session, record, post.expires_at, settings)
     await session.commit()
+    UPLOAD_TICKETS.labels("post").inc()
     return UploadParams(
         url=post.url,
         fields=post.fields,

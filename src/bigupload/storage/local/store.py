@@ -43,6 +43,7 @@ from urllib.parse import quote
 import anyio
 
 from bigupload import clock
+from bigupload.metrics.store import metered
 from bigupload.storage.base import (
     MAX_PART_SIZE,
     MAX_PARTS,
@@ -95,6 +96,7 @@ log = logging.getLogger("bigupload.storage.local")
 _READ_CHUNK = 1024 * 1024
 
 
+@metered
 class LocalStorage:
     kind = "local"
 

@@ -46,6 +46,7 @@ from botocore.exceptions import (
 )
 
 from bigupload import clock
+from bigupload.metrics.store import metered
 from bigupload.storage.base import (
     MAX_PART_SIZE,
     MAX_PARTS,
@@ -141,6 +142,7 @@ def _hex_from_b64(value: str | None) -> str | None:
         return None
 
 
+@metered
 class S3Storage:
     kind = "s3"
 
