@@ -67,8 +67,12 @@ def _env_pairs(arguments: str, env: dict[str, str]) -> None:
         env[name] = re.sub(r"\$(\w+)|\$\{(\w+)\}", lambda m: env.get(m[1] or m[2], ""), value)
 
 
+#: The PATH the python base image sets, which the Dockerfile's ``PATH=...:$PATH`` extends.
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 def image() -> Image:
-    env: dict[str, str] = {}
+    env: dict[str, str] = {"PATH": BASE_PATH}
     entrypoint: list[str] = []
     cmd: list[str] = []
     healthcheck: list[str] = []
@@ -159,6 +163,7 @@ def process_env(container_env: dict[str, str], **overrides: str) -> dict[str, st
     env.update(container_env)
     path = env.get("PATH", "").replace(IMAGE_VENV_BIN, VENV_BIN)
     env["PATH"] = path if VENV_BIN in path else f"{VENV_BIN}:{path}"
+    env["TINI_SUBREAPER"] = "1"  # tini is not PID 1 here: it reaps as a subreaper instead
     env.update(overrides)
     return env
 
