@@ -33,6 +33,7 @@ test-deps:
 	scripts/install-localstack.sh
 	scripts/install-chromium.sh
 	scripts/install-curl-jq.sh
+	scripts/install-tini.sh
 	scripts/build-uppy-harness.sh
 
 test: dev test-deps

@@ -171,6 +171,4 @@ def process_env(container_env: dict[str, str], **overrides: str) -> dict[str, st
 def healthcheck(img: Image, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the image's HEALTHCHECK command as Docker would, in the container's environment."""
     argv = [sys.executable if arg == "python" else arg for arg in img.healthcheck]
-    return subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=30, check=False
-    )
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)

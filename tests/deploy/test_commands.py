@@ -109,7 +109,9 @@ def test_the_storage_setup_service_makes_the_bucket_once(
     assert then == "exec bigupload storage setup"  # run by the storage tests, not here
     argv = service_argv("storage-setup")
     assert argv[-3:] == ["sh", "-c", script]
-    env = service_env("storage-setup", free_port(), BIGUPLOAD_S3_ENDPOINT_URL=moto_server.endpoint_url)
+    env = service_env(
+        "storage-setup", free_port(), BIGUPLOAD_S3_ENDPOINT_URL=moto_server.endpoint_url
+    )
     bucket = env["BIGUPLOAD_S3_BUCKET"]
     for _ in range(2):  # a second `docker compose up` finds it made
         done = subprocess.run(

@@ -114,7 +114,9 @@ def stream_events(base_url: str, api_key: str, result: dict[str, Any]) -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+def database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[dict[str, str], str]]:
     """The settings that name the registry, and its URL."""
     if request.param == "sqlite":
         yield {}, f"sqlite+aiosqlite:///{tmp_path / 'data' / 'bigupload.db'}"
