@@ -191,3 +191,39 @@ def poll_status(http: httpx.Client, auth: dict[str, str], file_id: str) -> str:
             return status
         http.get("/health")  # a round trip between looks, not a timed wait
     return status
+
+
+@pytest.mark.postgres
+def test_both_replicas_start_at_once_on_a_new_registry(
+    tmp_path: Path, moto_server: MotoServer, pg_url: str
+) -> None:
+    """Together on an empty registry, as `docker compose up` starts them: both migrate (one at a
+    time) and serve, and one admin key is made and shown, by one of them."""
+    replicas: list[tuple[Process, int]] = []
+    try:
+        for name in ("bigupload-1", "bigupload-2"):
+            port = free_port()
+            env = service_env(
+                name,
+                port,
+                BIGUPLOAD_DATABASE_URL=pg_url,
+                BIGUPLOAD_S3_ENDPOINT_URL=moto_server.endpoint_url,
+                BIGUPLOAD_PUBLIC_URL=f"http://127.0.0.1:{port}",
+                BIGUPLOAD_RATE_LIMIT_STORAGE="memory://",
+            )
+            replicas.append((Process(service_argv(name), env, tmp_path / name), port))
+        for process, port in replicas:
+            process.wait_until_answering(f"http://127.0.0.1:{port}/health")
+        shown = [p for p, _ in replicas if "It is shown only once" in p.output]
+        assert len(shown) == 1, [p.output for p, _ in replicas]
+        api_key = shown[0].line_after("It is shown only once")
+        for _, port in replicas:  # the one key works on both
+            answer = httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/files",
+                headers={"Authorization": f"Bearer {api_key}"},
+                trust_env=False,
+            )
+            assert answer.status_code == 200
+    finally:
+        for process, _ in replicas:
+            process.stop()

@@ -19,6 +19,8 @@ async def _prepare(settings: Settings) -> str | None:
     from bigupload.cli.registry import prepared_engine
     from bigupload.db import create_sessionmaker
 
+    from sqlalchemy.exc import IntegrityError
+
     engine = await prepared_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
@@ -26,6 +28,8 @@ async def _prepare(settings: Settings) -> str | None:
                 _, clear = await repository.create(session, "admin", "admin")
                 return clear
         return None
+    except (repository.KeyExists, IntegrityError):
+        return None  # a replica starting at the same time made it (and shows it)
     finally:
         await engine.dispose()
 
