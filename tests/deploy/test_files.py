@@ -120,6 +120,14 @@ def test_the_stack_is_two_replicas_and_a_worker_behind_one_proxy() -> None:
     assert services["worker"]["healthcheck"] == {"disable": True}
     for name in ("postgres", "seaweedfs", "redis"):
         assert services[name]["healthcheck"]["test"][0] == "CMD"
+    assert services["proxy"]["healthcheck"]["test"] == [
+        "CMD-SHELL",
+        "wget --quiet --output-document=/dev/null http://127.0.0.1:${SITE_PORT}/.proxy/health",
+    ]
+    assert conditions(services["storage-setup"]) == {
+        "postgres": "service_healthy",
+        "proxy": "service_healthy",
+    }
     published = [s for s in services.values() if s.get("ports")]
     assert published == [services["proxy"]]
     assert services["proxy"]["ports"] == ["8080:8080"]
@@ -132,6 +140,7 @@ def test_the_proxy_sends_the_bucket_to_the_store_and_the_rest_to_both_replicas()
     assert "health_uri /health/ready" in caddyfile
     assert "@bucket path /{$S3_BUCKET:bigupload} /{$S3_BUCKET:bigupload}/*" in caddyfile
     assert "reverse_proxy seaweedfs:8333" in caddyfile
+    assert 'handle /.proxy/health {\n\t\trespond "ok" 200' in caddyfile
     proxy = recipes.compose()["services"]["proxy"]
     assert "./deploy/caddy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
 
