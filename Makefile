@@ -34,6 +34,7 @@ test-deps:
 	scripts/install-chromium.sh
 	scripts/install-curl-jq.sh
 	scripts/install-tini.sh
+	scripts/install-redis.sh
 	scripts/build-uppy-harness.sh
 
 test: dev test-deps

@@ -2,8 +2,7 @@
 arguments and environment: only the addresses of the servers (PostgreSQL, the S3 store, Redis,
 the listening address) are this machine's instead of the compose network's.
 
-Redis is the one server not run here: its counters go to ``memory://`` (shared rate limits
-across replicas are not exercised by these tests).
+Redis is Debian's ``redis-server`` (the stack runs Valkey, which speaks its protocol).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from tests.deploy import recipes
 from tests.deploy.processes import WAIT, Process
 from tests.support.moto import MotoServer, s3_client
 from tests.support.net import free_port
+from tests.support.redis import RedisServer
 
 #: The settings whose values are addresses in the compose network, and so differ here.
 ADDRESSES = {
@@ -32,6 +32,12 @@ ADDRESSES = {
     "BIGUPLOAD_HOST",
     "BIGUPLOAD_PORT",
 }
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -129,14 +135,14 @@ def test_the_storage_setup_service_makes_the_bucket_once(
 
 @pytest.mark.postgres
 def test_a_replica_and_the_worker_run_as_compose_starts_them(
-    tmp_path: Path, moto_server: MotoServer, pg_url: str
+    tmp_path: Path, moto_server: MotoServer, pg_url: str, redis: RedisServer
 ) -> None:
     port = free_port()
     addresses = {
         "BIGUPLOAD_DATABASE_URL": pg_url,
         "BIGUPLOAD_S3_ENDPOINT_URL": moto_server.endpoint_url,
         "BIGUPLOAD_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "BIGUPLOAD_RATE_LIMIT_STORAGE": "memory://",
+        "BIGUPLOAD_RATE_LIMIT_STORAGE": redis.url,
     }
     serve_env = service_env("bigupload-1", port, **addresses)
     s3_client(moto_server.endpoint_url).create_bucket(Bucket=serve_env["BIGUPLOAD_S3_BUCKET"])
@@ -173,6 +179,8 @@ def test_a_replica_and_the_worker_run_as_compose_starts_them(
             # RUN_JOBS=false: the worker, not the replica, processes the file.
             status = poll_status(http, auth, ticket["id"])
         assert status == "completed", worker.output
+        assert redis.dbsize() > 0  # the replica's rate-limit counters
+        assert "rate limit" not in server.output.lower()  # no fallback warning
         assert f"file {ticket['id']} processed" in worker.output
         assert f"file {ticket['id']} processed" not in server.output
         for process in (server, worker):
@@ -195,7 +203,7 @@ def poll_status(http: httpx.Client, auth: dict[str, str], file_id: str) -> str:
 
 @pytest.mark.postgres
 def test_both_replicas_start_at_once_on_a_new_registry(
-    tmp_path: Path, moto_server: MotoServer, pg_url: str
+    tmp_path: Path, moto_server: MotoServer, pg_url: str, redis: RedisServer
 ) -> None:
     """Together on an empty registry, as `docker compose up` starts them: both migrate (one at a
     time) and serve, and one admin key is made and shown, by one of them."""
@@ -209,7 +217,7 @@ def test_both_replicas_start_at_once_on_a_new_registry(
                 BIGUPLOAD_DATABASE_URL=pg_url,
                 BIGUPLOAD_S3_ENDPOINT_URL=moto_server.endpoint_url,
                 BIGUPLOAD_PUBLIC_URL=f"http://127.0.0.1:{port}",
-                BIGUPLOAD_RATE_LIMIT_STORAGE="memory://",
+                BIGUPLOAD_RATE_LIMIT_STORAGE=redis.url,
             )
             replicas.append((Process(service_argv(name), env, tmp_path / name), port))
         for process, port in replicas:

@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 
 async def _prepare(settings: Settings) -> str | None:
     """Migrate the registry; on the very first start, make the admin key and answer it."""
+    from sqlalchemy.exc import IntegrityError
+
     from bigupload.auth import repository
     from bigupload.cli.registry import prepared_engine
     from bigupload.db import create_sessionmaker
-
-    from sqlalchemy.exc import IntegrityError
 
     engine = await prepared_engine(settings)
     try:
