@@ -16,7 +16,7 @@ COPY src ./src
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/bigupload \
     && /opt/bigupload/bin/pip install "$(ls /wheels/bigupload-*.whl)[redis]" \
-    && /opt/bigupload/bin/pip uninstall --yes pip
+    && /opt/bigupload/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}
 # tini is PID 1: it passes SIGTERM and SIGINT on to bigupload and reaps orphans. bigupload ends
@@ -28,7 +28,8 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid bigupload --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin bigupload \
     && mkdir /data \
-    && chown bigupload:bigupload /data
+    && chown bigupload:bigupload /data \
+    && python -m pip uninstall --yes --quiet pip setuptools wheel
 COPY --from=builder /opt/bigupload /opt/bigupload
 ENV PATH=/opt/bigupload/bin:$PATH \
     PYTHONUNBUFFERED=1 \

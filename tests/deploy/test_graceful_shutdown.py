@@ -1,6 +1,7 @@
 """SIGTERM to the container's first process (tini, then ``bigupload serve``) in the middle of a
 steady load: every request sent before the signal gets its answer, none answers 5xx, the open
-event stream ends, the server exits 0, and no job runs twice or is left leased.
+event stream ends, an upload whose body is half sent at the signal is received whole, the
+server exits 0, and no job runs twice or is left leased.
 
 Each of a bounded number of clients records an upload (``POST /api/v1/uploads``) and sends its
 bytes to the local store, which confirms it and queues a processing job, so jobs are running
@@ -34,6 +35,7 @@ CLIENTS = 6
 MAX_ROUNDS = 400  # per client: the load is bounded in count as well as in time
 BEFORE_SIGNAL = 60  # uploads made before the signal is sent
 SIZE = 4096
+SLOW_SIZE = 8 * 1024 * 1024
 
 
 @dataclass
@@ -99,6 +101,50 @@ class Load:
                     return
 
 
+@dataclass
+class SlowUpload:
+    """One bigger upload whose body is half sent when the signal comes, the rest after it."""
+
+    base_url: str
+    api_key: str
+    halfway: threading.Event = field(default_factory=threading.Event)
+    signalled: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def body(self, data: bytes) -> Iterator[bytes]:
+        half = len(data) // 2
+        yield data[:half]
+        self.halfway.set()
+        self.signalled.wait(WAIT)
+        yield data[half:]
+
+    def run(self) -> None:
+        data = os.urandom(SLOW_SIZE)
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        with httpx.Client(base_url=self.base_url, timeout=WAIT, trust_env=False) as http:
+            ticket = http.post(
+                "/api/v1/uploads",
+                headers=headers,
+                json={
+                    "filename": "slow.bin",
+                    "content_type": "application/octet-stream",
+                    "size": len(data),
+                    "checksum_sha256": hashlib.sha256(data).hexdigest(),
+                },
+            ).json()
+            self.result["id"] = ticket["id"]
+            try:
+                sent = http.put(
+                    ticket["url"],
+                    headers=ticket["headers"] | {"Content-Length": str(len(data))},
+                    content=self.body(data),
+                )
+            except httpx.TransportError as exc:
+                self.result["error"] = type(exc).__name__
+                return
+            self.result["status"] = sent.status_code
+
+
 def stream_events(base_url: str, api_key: str, result: dict[str, Any]) -> None:
     headers = {"Authorization": f"Bearer {api_key}"}
     try:
@@ -140,6 +186,20 @@ def job_rows(url: str) -> list[tuple[int, str, int]]:
     return asyncio.run(read())
 
 
+def file_status(url: str, file_id: str) -> str:
+    async def read() -> str:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+                rows = (await connection.execute(text("SELECT id, status FROM files"))).all()
+        finally:
+            await engine.dispose()
+        found = {str(row[0]).replace("-", ""): str(row[1]) for row in rows}
+        return found[file_id.replace("-", "")]
+
+    return asyncio.run(read())
+
+
 def test_sigterm_mid_load_fails_no_request_and_runs_no_job_twice(
     tmp_path: Path, database: tuple[dict[str, str], str]
 ) -> None:
@@ -172,10 +232,15 @@ def test_sigterm_mid_load_fails_no_request_and_runs_no_job_twice(
                 break
             time.sleep(0.01)
         assert load.made >= BEFORE_SIGNAL, server.output
+        slow = SlowUpload(base_url, api_key)
+        uploader = threading.Thread(target=slow.run)
+        uploader.start()
+        assert slow.halfway.wait(WAIT), server.output
         load.signalled_at = time.monotonic()
         server.terminate()  # to tini, which passes it on to bigupload
+        slow.signalled.set()
         code = server.wait()
-        for thread in [*clients, streamer]:
+        for thread in [*clients, streamer, uploader]:
             thread.join(WAIT)
     finally:
         server.stop()
@@ -191,6 +256,10 @@ def test_sigterm_mid_load_fails_no_request_and_runs_no_job_twice(
     refused = {o.error for o in after if o.error is not None}
     assert refused <= {"ConnectError", "RemoteProtocolError", "ReadError"}, refused
     assert events == {"status": 200, "lines": events.get("lines"), "ended": "cleanly"}
+
+    # The upload half sent at the signal was received whole, and confirmed.
+    assert slow.result.get("status") == 200, (slow.result, server.output)
+    assert file_status(read_url, slow.result["id"]) in ("uploaded", "processing", "completed")
 
     jobs = job_rows(read_url)
     assert jobs, "the load queued no job"
