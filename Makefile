@@ -35,6 +35,7 @@ test-deps:
 	scripts/install-curl-jq.sh
 	scripts/install-tini.sh
 	scripts/install-redis.sh
+	scripts/install-caddy.sh
 	scripts/build-uppy-harness.sh
 
 test: dev test-deps

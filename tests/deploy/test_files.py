@@ -118,6 +118,8 @@ def test_the_stack_is_two_replicas_and_a_worker_behind_one_proxy() -> None:
         assert env["BIGUPLOAD_DATABASE_URL"].endswith("@postgres:5432/bigupload")
         assert env["BIGUPLOAD_RUN_JOBS"] == "false"
     assert services["worker"]["healthcheck"] == {"disable": True}
+    for name in ("bigupload-1", "bigupload-2", "worker"):
+        assert services[name]["stop_grace_period"] == "30s"
     for name in ("postgres", "seaweedfs", "redis"):
         assert services[name]["healthcheck"]["test"][0] == "CMD"
     assert services["proxy"]["healthcheck"]["test"] == [
