@@ -33,6 +33,9 @@ test-deps:
 	scripts/install-localstack.sh
 	scripts/install-chromium.sh
 	scripts/install-curl-jq.sh
+	scripts/install-tini.sh
+	scripts/install-redis.sh
+	scripts/install-caddy.sh
 	scripts/build-uppy-harness.sh
 
 test: dev test-deps

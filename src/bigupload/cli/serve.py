@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 async def _prepare(settings: Settings) -> str | None:
     """Migrate the registry; on the very first start, make the admin key and answer it."""
+    from sqlalchemy.exc import IntegrityError
+
     from bigupload.auth import repository
     from bigupload.cli.registry import prepared_engine
     from bigupload.db import create_sessionmaker
@@ -26,6 +28,8 @@ async def _prepare(settings: Settings) -> str | None:
                 _, clear = await repository.create(session, "admin", "admin")
                 return clear
         return None
+    except (repository.KeyExists, IntegrityError):
+        return None  # a replica starting at the same time made it (and shows it)
     finally:
         await engine.dispose()
 

@@ -158,8 +158,9 @@ class JobRunner:
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Stop claiming; give running jobs ``timeout`` seconds, then cancel them.
 
-        A cancelled job stays leased to this worker until its lease expires; then another
-        worker takes it over.
+        A cancelled job is given back to the queue, due at once, for another worker (its
+        attempt counts); if the registry cannot be reached then, it stays leased to this worker
+        until its lease expires.
         """
         self._stopping = True
         wakeups.unregister(self)
@@ -177,7 +178,7 @@ class JobRunner:
             logging.WARNING if unfinished else logging.INFO,
             "job runner %s stopped%s",
             self.worker_id,
-            f"; {unfinished} unfinished tasks cancelled (jobs are retried after their lease)"
+            f"; {unfinished} unfinished tasks cancelled (their jobs are given back to the queue)"
             if unfinished
             else "",
         )
@@ -435,6 +436,11 @@ class JobRunner:
         )
         try:
             ran = await self._attempt(kind, ctx, claim, state)
+        except asyncio.CancelledError:
+            heartbeat.cancel()
+            if self._stopping and not state.finished:
+                await asyncio.shield(self._release(claim))
+            raise
         except BaseException:
             heartbeat.cancel()
             raise
@@ -555,6 +561,31 @@ class JobRunner:
         self.stats.lease_lost += 1
         detail = "another worker took the job over; this attempt's writes were rolled back"
         _outcome(logging.WARNING, ctx, "lease lost", took, detail)
+
+    async def _release(self, claim: Claimed) -> None:
+        """Give a job cancelled by :meth:`stop` back to the queue, due now, rather than leave it
+        leased until its lease passes; its handler's transaction was rolled back."""
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                released = await repository.requeue(
+                    session,
+                    claim.id,
+                    self.worker_id,
+                    claim.attempt,
+                    run_at=clock.now(),
+                    last_error=f"Stopped: worker {self.worker_id} stopped during the attempt",
+                    result=None,
+                )
+        except Exception as exc:
+            log.warning(
+                "job %d (%s): could not release it (%s); it is retried after its lease",
+                claim.id,
+                claim.kind,
+                describe(exc),
+            )
+            return
+        if released:
+            log.info("job %d (%s): released for another worker", claim.id, claim.kind)
 
     async def _extend(self, claim: Claimed) -> bool:
         async with self.sessionmaker() as session, session.begin():
