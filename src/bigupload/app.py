@@ -55,6 +55,19 @@ on Uppy Companion. Errors are `{"error": {"code", "message", "details"}}` with s
 """
 
 
+async def _warn_of_bucket_problems(storage: Storage, settings: Settings) -> None:
+    from bigupload.storage.s3 import S3Storage
+    from bigupload.storage.s3.setup import startup_problems
+
+    if not isinstance(storage, S3Storage):
+        return
+    problems = await startup_problems(storage.client, storage.bucket, settings)
+    for problem in problems:
+        log.warning("storage check: %s", problem)
+    if problems:
+        log.warning("storage check: `bigupload storage setup` sets the bucket up for bigupload")
+
+
 def create_app(settings: Settings | None = None, *, storage: Storage | None = None) -> FastAPI:
     settings = settings or load_settings()
 
@@ -64,6 +77,8 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
             await app.state.storage.check()
         except StorageError as exc:
             log.warning("the store is not usable yet (%s); /health/ready reports it", exc)
+        else:
+            await _warn_of_bucket_problems(app.state.storage, settings)
         if isinstance(app.state.storage, HasLeftovers):
             try:  # what uploads cut off by a crash left (the sweeper also removes them)
                 await app.state.storage.remove_leftovers()
