@@ -545,23 +545,23 @@ STARTUP_CHECK_SECONDS = 5.0
 
 
 async def startup_problems(
-    client: Any, bucket: str, settings: Settings, *, timeout: float = STARTUP_CHECK_SECONDS
+    client: Any, bucket: str, settings: Settings, *, seconds: float = STARTUP_CHECK_SECONDS
 ) -> list[str]:
     """What ``serve`` warns of at start: each problem of the bucket, in plain words. Bounded by
-    ``timeout``; a store that does not answer in time gives one problem saying so."""
+    ``seconds``; a store that does not answer in time gives one problem saying so."""
     import asyncio
 
     import anyio
 
     desired = Desired.from_settings(settings)
-    quick = quick_client(client, timeout=min(timeout, 3.0))
+    quick = quick_client(client, timeout=min(seconds, 3.0))
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             sections = await anyio.to_thread.run_sync(
                 inspect, quick, bucket, desired, abandon_on_cancel=True
             )
     except TimeoutError:
-        return [f"the bucket {bucket!r} did not answer within {timeout:g} s; it was not checked"]
+        return [f"the bucket {bucket!r} did not answer within {seconds:g} s; it was not checked"]
     except SetupError as exc:
         return [str(exc)]
     problems = []
