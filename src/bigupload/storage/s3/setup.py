@@ -492,6 +492,7 @@ def inspect(client: Any, bucket: str, desired: Desired) -> list[Section]:
         if probe.skipped:
             sections.append(probe)
             continue
+        probe.new = None
         try:
             answer = getattr(client, reader)(Bucket=bucket)
         except ClientError as exc:
@@ -501,6 +502,7 @@ def inspect(client: Any, bucket: str, desired: Desired) -> list[Section]:
             elif code in _UNSUPPORTED:
                 probe.skipped = f"the store does not implement {_api(reader)}"
                 probe.unsupported = True
+                probe.problems = []
                 sections.append(probe)
             else:
                 probe.problems = [f"cannot read the bucket's {probe.name}: {_message(exc)}"]
