@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from bigupload.storage.s3.setup import (
     CORS_RULE_ID,
@@ -69,8 +70,8 @@ class Bucket:
 def _or_none(call: Any, bucket: str, key: str) -> Any:
     try:
         return call(Bucket=bucket)[key]
-    except Exception as exc:  # noqa: BLE001 - NoSuch... (no configuration yet)
-        if "NoSuch" in str(exc):
+    except ClientError as exc:
+        if exc.response["Error"]["Code"].startswith("NoSuch"):  # no configuration yet
             return None
         raise
 

@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 _NOT_IMPLEMENTED = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
-    "<Message>A header you provided implies functionality that is not implemented</Message>"
-    "</Error>"
-).encode()
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
+    b"<Message>A header you provided implies functionality that is not implemented</Message>"
+    b"</Error>"
+)
 
 
 class UnimplementedProxy:

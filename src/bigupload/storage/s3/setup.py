@@ -481,11 +481,16 @@ def inspect(client: Any, bucket: str, desired: Desired) -> list[Section]:
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+        code = _code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
             raise SetupError(f"the bucket {bucket!r} does not exist") from exc
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise SetupError(
+                f"S3 refused the credentials for the bucket {bucket!r} ({code})"
+            ) from exc
         raise SetupError(f"cannot read the bucket {bucket!r}: {_message(exc)}") from exc
     except BotoCoreError as exc:
-        raise SetupError(f"cannot reach the store: {exc}") from exc
+        raise SetupError(f"S3 is unreachable: {type(exc).__name__} ({exc})") from exc
     sections = []
     for key, planner, reader, answer_key, _, _ in _PARTS:
         probe = planner(None, desired)
@@ -510,7 +515,7 @@ def inspect(client: Any, bucket: str, desired: Desired) -> list[Section]:
                 sections.append(probe)
             continue
         except BotoCoreError as exc:
-            raise SetupError(f"cannot reach the store: {exc}") from exc
+            raise SetupError(f"S3 is unreachable: {type(exc).__name__} ({exc})") from exc
         if answer_key:
             answer = answer.get(answer_key) or {}
         current = {k: v for k, v in answer.items() if k in _KEEP[key]}
@@ -546,11 +551,19 @@ def apply(client: Any, bucket: str, sections: list[Section]) -> None:
 STARTUP_CHECK_SECONDS = 5.0
 
 
-async def startup_problems(
+@dataclass
+class StartupCheck:
+    #: Why the store cannot be used at all (unreachable, no bucket, refused credentials).
+    unusable: str | None = None
+    #: Each problem of the bucket's configuration, in plain words.
+    problems: list[str] = field(default_factory=list)
+
+
+async def startup_check(
     client: Any, bucket: str, settings: Settings, *, seconds: float = STARTUP_CHECK_SECONDS
-) -> list[str]:
-    """What ``serve`` warns of at start: each problem of the bucket, in plain words. Bounded by
-    ``seconds``; a store that does not answer in time gives one problem saying so."""
+) -> StartupCheck:
+    """What ``serve`` warns of at start, within ``seconds`` whatever the store does: one try of
+    each call, each given up after at most 3 s."""
     import asyncio
 
     import anyio
@@ -563,13 +576,15 @@ async def startup_problems(
                 inspect, quick, bucket, desired, abandon_on_cancel=True
             )
     except TimeoutError:
-        return [f"the bucket {bucket!r} did not answer within {seconds:g} s; it was not checked"]
+        return StartupCheck(f"S3 is unreachable: no answer within {seconds:g} s")
     except SetupError as exc:
-        return [str(exc)]
-    problems = []
+        return StartupCheck(str(exc))
+    finally:
+        quick.close()
+    result = StartupCheck()
     for section in sections:
         if section.unsupported:
-            problems.append(f"{section.name} not checked: {section.skipped}")
+            result.problems.append(f"{section.name} not checked: {section.skipped}")
         elif section.changed or section.error:
-            problems.extend(f"{section.name}: {problem}" for problem in section.problems)
-    return problems
+            result.problems.extend(f"{section.name}: {problem}" for problem in section.problems)
+    return result
