@@ -17,8 +17,9 @@ from bigupload.storage.s3.setup import (
     LIFECYCLE_RULE_ID,
     NOTIFICATION_ID,
 )
-from tests.cli.helpers import Result, bigupload
+from tests.cli.helpers import Result, Server, bigupload
 from tests.support.moto import s3_client
+from tests.support.net import free_port
 from tests.support.unimplemented import UnimplementedProxy
 
 PAGE = "https://uploads.example.com"
@@ -360,3 +361,29 @@ def test_a_missing_bucket_is_one_line(tmp_path: Path, bucket: Bucket) -> None:
     done = storage(tmp_path, bucket, "check", BIGUPLOAD_S3_BUCKET="bu-nosuchbucket")
     assert done.code == 1
     assert done.stderr.strip() == "bigupload: the bucket 'bu-nosuchbucket' does not exist"
+
+
+def test_serve_warns_at_start_of_each_problem_and_not_once_set_up(
+    tmp_path: Path, bucket: Bucket
+) -> None:
+    env = bucket.env(BIGUPLOAD_RUN_JOBS="false")
+    server = Server(tmp_path / "data", free_port(), **env)
+    try:
+        line = server.wait_for_line("storage check: lifecycle: ")
+        assert f"the bucket has no lifecycle rule {LIFECYCLE_RULE_ID}" in line
+        assert server.wait_for_line("storage check: CORS: ").endswith(
+            f"the bucket has no CORS rule {CORS_RULE_ID}: browsers on {PAGE} cannot upload to it"
+        )
+        server.wait_for_line("storage check: event notifications: ")
+        server.wait_for_line("`bigupload storage setup` sets the bucket up for bigupload")
+        server.wait_until_answering()
+    finally:
+        server.stop()
+
+    assert storage(tmp_path, bucket, "setup").code == 0
+    server = Server(tmp_path / "data", free_port(), **env)
+    try:
+        server.wait_until_answering()
+    finally:
+        server.stop()
+    assert not [line for line in server.stderr if "storage check" in line]
