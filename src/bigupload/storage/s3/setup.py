@@ -118,6 +118,9 @@ class Section:
     unsupported: bool = False
     error: str | None = None
     kept: int = 0
+    #: Other arguments of ``put_*`` that keep what the bucket has (lifecycle's
+    #: TransitionDefaultMinimumObjectSize, which a put without it resets).
+    put_args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -519,7 +522,12 @@ def inspect(client: Any, bucket: str, desired: Desired) -> list[Section]:
         if answer_key:
             answer = answer.get(answer_key) or {}
         current = {k: v for k, v in answer.items() if k in _KEEP[key]}
-        sections.append(planner(current, desired))
+        section = planner(current, desired)
+        if key == "lifecycle" and answer.get("TransitionDefaultMinimumObjectSize"):
+            section.put_args["TransitionDefaultMinimumObjectSize"] = answer[
+                "TransitionDefaultMinimumObjectSize"
+            ]
+        sections.append(section)
     return sections
 
 
@@ -535,7 +543,7 @@ def apply(client: Any, bucket: str, sections: list[Section]) -> None:
             continue
         writer, argument = writers[section.key]
         try:
-            getattr(client, writer)(Bucket=bucket, **{argument: section.new})
+            getattr(client, writer)(Bucket=bucket, **{argument: section.new}, **section.put_args)
         except ClientError as exc:
             if _code(exc) in _UNSUPPORTED:
                 section.skipped = f"the store does not implement {_api(writer)}"
