@@ -23,7 +23,7 @@ Origins = Annotated[
     typer.Option(
         "--origin",
         help="An origin whose pages upload to the bucket (repeat for more) "
-        "[default: BIGUPLOAD_S3_CORS_ORIGINS, else the service's own and BIGUPLOAD_CORS_ORIGINS]",
+        "(default: BIGUPLOAD_S3_CORS_ORIGINS, else the service's own and BIGUPLOAD_CORS_ORIGINS)",
         show_default=False,
     ),
 ]
@@ -33,7 +33,7 @@ AbortDays = Annotated[
         min=1,
         max=3650,
         help="Days after which unfinished multipart uploads are aborted "
-        "[default: BIGUPLOAD_S3_ABORT_INCOMPLETE_DAYS, 7]",
+        "(default: BIGUPLOAD_S3_ABORT_INCOMPLETE_DAYS, 7)",
         show_default=False,
     ),
 ]
@@ -41,7 +41,7 @@ QueueArn = Annotated[
     str | None,
     typer.Option(
         help="Send s3:ObjectCreated:* under uploads/ to this SQS queue "
-        "[default: BIGUPLOAD_S3_EVENTS_QUEUE_ARN]",
+        "(default: BIGUPLOAD_S3_EVENTS_QUEUE_ARN)",
         show_default=False,
     ),
 ]
@@ -49,22 +49,22 @@ TopicArn = Annotated[
     str | None,
     typer.Option(
         help="Send s3:ObjectCreated:* under uploads/ to this SNS topic "
-        "[default: BIGUPLOAD_S3_EVENTS_TOPIC_ARN]",
+        "(default: BIGUPLOAD_S3_EVENTS_TOPIC_ARN)",
         show_default=False,
     ),
 ]
 Encryption = Annotated[
     str | None,
     typer.Option(
-        help="Default encryption: sse-s3 or sse-kms [default: BIGUPLOAD_S3_DEFAULT_ENCRYPTION, "
-        "none: left as it is]",
+        help="Default encryption: sse-s3 or sse-kms (default: BIGUPLOAD_S3_DEFAULT_ENCRYPTION, "
+        "none: left as it is)",
         show_default=False,
     ),
 ]
 KmsKey = Annotated[
     str | None,
     typer.Option(
-        help="The KMS key for sse-kms [default: BIGUPLOAD_S3_KMS_KEY_ID, else AWS's managed key]",
+        help="The KMS key for sse-kms (default: BIGUPLOAD_S3_KMS_KEY_ID, else AWS's managed key)",
         show_default=False,
     ),
 ]
