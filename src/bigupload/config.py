@@ -259,6 +259,17 @@ class Settings(BaseSettings):
                 )
         return tuple(item.rstrip("/") for item in value)
 
+    @field_validator(
+        "s3_events_queue_arn",
+        "s3_events_topic_arn",
+        "s3_default_encryption",
+        "s3_kms_key_id",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("s3_events_queue_arn", "s3_events_topic_arn")
     @classmethod
     def _arn(cls, value: str | None, info: ValidationInfo) -> str | None:

@@ -387,3 +387,24 @@ def test_serve_warns_at_start_of_each_problem_and_not_once_set_up(
     finally:
         server.stop()
     assert not [line for line in server.stderr if "storage check" in line]
+
+
+def test_events_to_an_sns_topic(tmp_path: Path, bucket: Bucket) -> None:
+    sns = boto3.client("sns", endpoint_url=bucket.endpoint_url, region_name="us-east-1")
+    topic = str(sns.create_topic(Name=f"bigupload-{uuid.uuid4().hex[:8]}")["TopicArn"])
+    env = {"BIGUPLOAD_S3_EVENTS_QUEUE_ARN": "", "BIGUPLOAD_S3_EVENTS_TOPIC_ARN": topic}
+
+    made = storage(tmp_path, bucket, "setup", **env)
+    assert made.code == 0, made.stdout + made.stderr
+    topics = bucket.config()["notifications"]["TopicConfigurations"]
+    assert [(t["Id"], t["TopicArn"], t["Events"]) for t in topics] == [
+        (NOTIFICATION_ID, topic, ["s3:ObjectCreated:*"])
+    ]
+    assert storage(tmp_path, bucket, "check", **env).code == 0
+
+    queue = storage(tmp_path, bucket, "check")  # the settings now name the queue instead
+    assert queue.code == 1
+    assert (
+        f"event notifications: the notification {NOTIFICATION_ID} sends events to {topic}, "
+        f"not the queue {bucket.queue_arn}"
+    ) in queue.out_lines
