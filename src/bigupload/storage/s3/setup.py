@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bigupload.config import Settings
@@ -464,21 +463,6 @@ def _message(exc: ClientError) -> str:
     return f"{_code(exc)}: {message}" if message else _code(exc)
 
 
-def quick_client(client: Any, *, timeout: float = 3.0) -> Any:
-    """A client like ``client``, but giving up after ``timeout`` seconds and no retries."""
-    import boto3
-
-    config = client.meta.config.merge(
-        Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1})
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=client.meta.endpoint_url,
-        region_name=client.meta.region_name,
-        config=config,
-    )
-
-
 def inspect(client: Any, bucket: str, desired: Desired) -> list[Section]:
     """Read the bucket's configuration and plan each part (blocking: call from a thread)."""
     try:
@@ -570,25 +554,22 @@ class StartupCheck:
 async def startup_check(
     client: Any, bucket: str, settings: Settings, *, seconds: float = STARTUP_CHECK_SECONDS
 ) -> StartupCheck:
-    """What ``serve`` warns of at start, within ``seconds`` whatever the store does: one try of
-    each call, each given up after at most 3 s."""
+    """What ``serve`` warns of at start, within ``seconds`` whatever the store does. Past them
+    start-up goes on; the calls' thread is left to end on the client's own timeouts."""
     import asyncio
 
     import anyio
 
     desired = Desired.from_settings(settings)
-    quick = quick_client(client, timeout=min(seconds, 3.0))
     try:
         async with asyncio.timeout(seconds):
             sections = await anyio.to_thread.run_sync(
-                inspect, quick, bucket, desired, abandon_on_cancel=True
+                inspect, client, bucket, desired, abandon_on_cancel=True
             )
     except TimeoutError:
         return StartupCheck(f"S3 is unreachable: no answer within {seconds:g} s")
     except SetupError as exc:
         return StartupCheck(str(exc))
-    finally:
-        quick.close()
     result = StartupCheck()
     for section in sections:
         if section.unsupported:
