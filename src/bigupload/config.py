@@ -274,7 +274,7 @@ class Settings(BaseSettings):
     @classmethod
     def _arn(cls, value: str | None, info: ValidationInfo) -> str | None:
         service = "sqs" if info.field_name == "s3_events_queue_arn" else "sns"
-        pattern = rf"^arn:[a-z-]+:{service}:[a-z0-9-]*:\d*:\S+$"
+        pattern = rf"^arn:[a-z-]+:{service}:[a-z0-9-]*:[^:\s]*:\S+$"
         if value is not None and not re.match(pattern, value):
             raise ValueError(
                 f"{value!r} is not an {service.upper()} ARN such as "
