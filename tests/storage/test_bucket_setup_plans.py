@@ -153,3 +153,12 @@ def test_encryption_with_another_kms_key_is_named() -> None:
             }
         ]
     }
+
+
+def test_a_minio_webhook_target_is_a_queue_arn(tmp_path: Path) -> None:
+    minio = settings(tmp_path, s3_events_queue_arn="arn:minio:sqs::bigupload:webhook")
+    list_name, config = setup.notification(Desired.from_settings(minio))
+    assert (list_name, config["QueueArn"]) == (
+        "QueueConfigurations",
+        "arn:minio:sqs::bigupload:webhook",
+    )
