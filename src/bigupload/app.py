@@ -57,15 +57,32 @@ on Uppy Companion. Errors are `{"error": {"code", "message", "details"}}` with s
 """
 
 
+async def _check_store(storage: Storage, settings: Settings) -> None:
+    """Warn (never fail) of a store that cannot be used yet, or a bucket not set up for us."""
+    from bigupload.storage.s3 import S3Storage
+    from bigupload.storage.s3.setup import startup_check
+
+    if not isinstance(storage, S3Storage):
+        try:
+            await storage.check()
+        except StorageError as exc:
+            log.warning("the store is not usable yet (%s); /health/ready reports it", exc)
+        return
+    found = await startup_check(storage.client, storage.bucket, settings)
+    if found.unusable:
+        log.warning("the store is not usable yet (%s); /health/ready reports it", found.unusable)
+    for problem in found.problems:
+        log.warning("storage check: %s", problem)
+    if found.problems:
+        log.warning("storage check: `bigupload storage setup` sets the bucket up for bigupload")
+
+
 def create_app(settings: Settings | None = None, *, storage: Storage | None = None) -> FastAPI:
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await app.state.storage.check()
-        except StorageError as exc:
-            log.warning("the store is not usable yet (%s); /health/ready reports it", exc)
+        await _check_store(app.state.storage, settings)
         if isinstance(app.state.storage, HasLeftovers):
             try:  # what uploads cut off by a crash left (the sweeper also removes them)
                 await app.state.storage.remove_leftovers()

@@ -133,6 +133,14 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
     s3_conditional_writes: bool = True
+    #: What ``bigupload storage setup`` writes and ``check`` (and ``serve``) expect of the bucket.
+    #: Origins of the pages that upload to the bucket; none: the service's own and CORS_ORIGINS.
+    s3_cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    s3_abort_incomplete_days: int = Field(default=7, ge=1, le=3650)
+    s3_events_queue_arn: str | None = None
+    s3_events_topic_arn: str | None = None
+    s3_default_encryption: Literal["sse-s3", "sse-kms"] | None = None
+    s3_kms_key_id: str | None = None
 
     public_url: str | None = None
     host: str = "127.0.0.1"
@@ -238,6 +246,7 @@ class Settings(BaseSettings):
         "email_events",
         "cors_origins",
         "store_cors_origins",
+        "s3_cors_origins",
         mode="before",
     )
     @classmethod
@@ -246,7 +255,7 @@ class Settings(BaseSettings):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("cors_origins", "store_cors_origins")
+    @field_validator("cors_origins", "store_cors_origins", "s3_cors_origins")
     @classmethod
     def _origins(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         for item in value:
@@ -260,6 +269,29 @@ class Settings(BaseSettings):
                     f"{item!r} is not an origin such as 'https://app.example.com' (no path)"
                 )
         return tuple(item.rstrip("/") for item in value)
+
+    @field_validator(
+        "s3_events_queue_arn",
+        "s3_events_topic_arn",
+        "s3_default_encryption",
+        "s3_kms_key_id",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("s3_events_queue_arn", "s3_events_topic_arn")
+    @classmethod
+    def _arn(cls, value: str | None, info: ValidationInfo) -> str | None:
+        service = "sqs" if info.field_name == "s3_events_queue_arn" else "sns"
+        pattern = rf"^arn:[a-z-]+:{service}:[a-z0-9-]*:[^:\s]*:\S+$"
+        if value is not None and not re.match(pattern, value):
+            raise ValueError(
+                f"{value!r} is not an {service.upper()} ARN such as "
+                f"'arn:aws:{service}:eu-west-1:123456789012:bigupload'"
+            )
+        return value
 
     @field_validator("email_events")
     @classmethod
@@ -473,6 +505,15 @@ class Settings(BaseSettings):
     def _storage_needs(self) -> Settings:
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("BIGUPLOAD_S3_BUCKET is required when BIGUPLOAD_STORAGE=s3")
+        if self.s3_events_queue_arn and self.s3_events_topic_arn:
+            raise ValueError(
+                "set BIGUPLOAD_S3_EVENTS_QUEUE_ARN or BIGUPLOAD_S3_EVENTS_TOPIC_ARN, not both "
+                "(S3 refuses two destinations for the same events)"
+            )
+        if self.s3_kms_key_id and self.s3_default_encryption != "sse-kms":
+            raise ValueError(
+                "BIGUPLOAD_S3_KMS_KEY_ID needs BIGUPLOAD_S3_DEFAULT_ENCRYPTION=sse-kms"
+            )
         return self
 
     @cached_property

@@ -2,8 +2,9 @@
 
 The page's live list only reaches ``completed`` when processing runs, so the service is a real
 ``bigupload serve`` (like tests/test_pipeline.py), configured through ``BIGUPLOAD_*`` variables and
-stopped by its PID. Its store is the local store, or LocalStack (strict S3) with a bucket whose
-CORS rule lets the page's origin send and read bytes. API keys are made straight in its registry.
+stopped by its PID. Its store is the local store, or LocalStack (strict S3) with a bucket set up by
+``bigupload storage setup``, whose CORS rule lets the page's origin send and read bytes. API keys
+are made straight in its registry.
 """
 
 from __future__ import annotations
@@ -22,27 +23,12 @@ import httpx
 from bigupload.auth import repository as keys
 from bigupload.config import load_settings
 from bigupload.db import create_engine, create_sessionmaker
-from tests.cli.helpers import Server
+from tests.cli.helpers import Server, bigupload
 from tests.conftest import SECRET, make_bucket
 from tests.support.localstack import make_client
 from tests.support.net import free_port
 
 TIMEOUT = 60.0  # an upper bound against hanging, never a measure of speed
-
-
-def bucket_cors_rule(origin: str) -> dict[str, Any]:
-    """The CORS rule an S3 bucket needs for the page at ``origin`` (the README documents it)."""
-    return {
-        "CORSRules": [
-            {
-                "AllowedOrigins": [origin],
-                "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
-                "AllowedHeaders": ["*"],
-                "ExposeHeaders": ["ETag", "Location"],
-                "MaxAgeSeconds": 600,
-            }
-        ]
-    }
 
 
 @dataclass
@@ -129,7 +115,6 @@ def page_service(
         assert strict_s3 is not None, "the strict S3 store needs the strict_s3 fixture"
         s3 = make_client(strict_s3.endpoint_url)
         bucket = make_bucket(s3)
-        s3.put_bucket_cors(Bucket=bucket, CORSConfiguration=bucket_cors_rule(origin))
         values |= {
             "BIGUPLOAD_STORAGE": "s3",
             "BIGUPLOAD_S3_ENDPOINT_URL": strict_s3.endpoint_url,
@@ -140,11 +125,17 @@ def page_service(
     elif store != "local":
         raise ValueError(f"unknown store {store!r}")
     values |= env
+    if bucket is not None:
+        # The bucket's CORS rule (the page's origin may send and read bytes) as an operator
+        # makes it: by the command, from the same settings serve then reads.
+        made = bigupload(data_dir, "storage", "setup", BIGUPLOAD_PORT=str(port), **values)
+        assert made.code == 0, made.stdout + made.stderr
     database_url = load_settings(data_dir=data_dir, secret_key=SECRET).effective_database_url
     server = Server(data_dir, port, **values)
     try:
         server.wait_for_line("listening on")
         server.wait_until_answering()
+        assert not [line for line in server.stderr if "storage check" in line], server.stderr
         yield PageService(origin, server, database_url, store, bucket, s3)
     finally:
         server.stop()

@@ -30,6 +30,7 @@ import uvicorn
 from bigupload.app import create_app
 from bigupload.config import load_settings
 from bigupload.storage.factory import build_storage
+from bigupload.storage.s3 import setup
 from tests.conftest import SECRET, make_bucket
 from tests.support.moto import s3_client
 from tests.support.net import free_port
@@ -105,8 +106,8 @@ def uppy_service(
     request: pytest.FixtureRequest, tmp_path: Path, store: str, **overrides: Any
 ) -> Iterator[Service]:
     """bigupload on ``store`` ("local" or "s3-strict") with setting ``overrides``; the S3 bucket
-    gets the CORS rule a browser uploader needs (the service's origin, ``ETag`` and ``Location``
-    exposed)."""
+    is set up as ``bigupload storage setup`` does (its CORS rule lets the service's origin send
+    bytes and read ``ETag`` and ``Location``)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     values: dict[str, Any] = {
@@ -119,20 +120,6 @@ def uppy_service(
         server = request.getfixturevalue("strict_s3")
         s3 = s3_client(server.endpoint_url)
         bucket = make_bucket(s3)
-        s3.put_bucket_cors(
-            Bucket=bucket,
-            CORSConfiguration={
-                "CORSRules": [
-                    {
-                        "AllowedOrigins": [url],
-                        "AllowedMethods": ["GET", "HEAD", "PUT", "POST"],
-                        "AllowedHeaders": ["*"],
-                        "ExposeHeaders": ["ETag", "Location"],
-                        "MaxAgeSeconds": 600,
-                    }
-                ]
-            },
-        )
         values |= {
             "storage": "s3",
             "s3_endpoint_url": server.endpoint_url,
@@ -142,6 +129,11 @@ def uppy_service(
     elif store != "local":
         raise ValueError(store)
     settings = load_settings(**(values | overrides))
+    if store == "s3-strict":
+        # Set up as `bigupload storage setup` does, from the same settings.
+        desired = setup.Desired.from_settings(settings)
+        setup.apply(s3, bucket, setup.inspect(s3, bucket, desired))
+        assert not setup.inspect(s3, bucket, desired)[0].changed
     settings.data_dir.mkdir(parents=True)
     api_key = run_async(prepare_registry(settings.effective_database_url))
     with _Server(create_app(settings), port):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bigupload.cli import db, files, keys, serve, sweep, transfer, webhooks, worker
+from bigupload.cli import db, files, keys, serve, storage, sweep, transfer, webhooks, worker
 
 app = typer.Typer(
     name="bigupload",
@@ -24,6 +24,7 @@ app.command("rm")(files.rm)
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(storage.app, name="storage")
 
 
 def main() -> None:
