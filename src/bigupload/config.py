@@ -275,6 +275,9 @@ class Settings(BaseSettings):
         "s3_events_topic_arn",
         "s3_default_encryption",
         "s3_kms_key_id",
+        "metrics_token",
+        "metrics_dir",
+        "metrics_port",
         mode="before",
     )
     @classmethod
@@ -356,11 +359,6 @@ class Settings(BaseSettings):
                 f"{value!r} cannot be used ({exc}); for Redis, install 'bigupload[redis]'"
             ) from None
         return value
-
-    @field_validator("metrics_token", "metrics_dir", "metrics_port", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod
