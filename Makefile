@@ -32,10 +32,7 @@ test-deps:
 	scripts/install-postgres.sh
 	scripts/install-localstack.sh
 	scripts/install-chromium.sh
-	scripts/install-curl-jq.sh
-	scripts/install-tini.sh
-	scripts/install-redis.sh
-	scripts/install-caddy.sh
+	scripts/install-tools.sh curl jq tini redis-server caddy
 	scripts/build-uppy-harness.sh
 
 test: dev test-deps
