@@ -70,7 +70,7 @@ def test_the_proxy_serves_the_page_api_and_bucket_on_one_port(
 ) -> None:
     caddy = shutil.which("caddy")
     if caddy is None:
-        pytest.fail("caddy not found: run make test-deps (scripts/install-tools.sh)")
+        pytest.fail("caddy not found: run make test-deps")
     proxy_port = free_port()
     site = f"http://127.0.0.1:{proxy_port}"  # bigupload.localhost:8080 in the stack
     replica_ports = {"bigupload-1": free_port(), "bigupload-2": free_port()}

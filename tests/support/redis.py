@@ -1,4 +1,4 @@
-"""A throwaway Redis server (Debian's ``redis-server``, ``make test-deps (scripts/install-tools.sh)``) on a free
+"""A throwaway Redis server (Debian's ``redis-server``, from ``make test-deps``) on a free
 loopback port, nothing kept on disk; stopped by its PID."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server not found; run make test-deps (scripts/install-tools.sh)")
+            raise RuntimeError("redis-server not found; run make test-deps")
         self._proc = subprocess.Popen(
             [
                 binary,
