@@ -19,13 +19,14 @@ from prometheus_client.registry import Collector
 
 from bigupload.config import Settings
 from bigupload.errors import Unauthenticated
+from bigupload.json_body import ApiRoute
 from bigupload.metrics.backlog import Backlog, read_backlog
 from bigupload.metrics.collect import drop_dead_processes, multiprocess_directory
 
 log = logging.getLogger("bigupload.metrics")
 
 PATH = "/metrics"
-router = APIRouter()
+router = APIRouter(route_class=ApiRoute)
 
 
 @router.get(PATH, include_in_schema=False)
