@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -32,18 +30,6 @@ ADDRESSES = {
     "BIGUPLOAD_HOST",
     "BIGUPLOAD_PORT",
 }
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def pg_url(postgres_server: Any) -> Iterator[str]:
-    with postgres_server.temporary_database() as url:
-        yield url
 
 
 def service_env(name: str, port: int, **addresses: str) -> dict[str, str]:

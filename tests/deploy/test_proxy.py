@@ -11,9 +11,7 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -26,18 +24,6 @@ from tests.support.net import free_port
 from tests.support.redis import RedisServer
 
 CADDYFILE = recipes.ROOT / "deploy/caddy/Caddyfile"
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def pg_url(postgres_server: Any) -> Iterator[str]:
-    with postgres_server.temporary_database() as url:
-        yield url
 
 
 @pytest.fixture(params=["s3-moto", pytest.param("s3-strict", marks=pytest.mark.strict_s3)])

@@ -155,9 +155,8 @@ def setup(
     _report(sections, "setup")
     if any(s.error for s in sections):
         fail(f"bucket {bucket}: not fully set up (see above)")
-    done = [s for s in changes if s.changed and not s.error]
-    if done:
-        typer.echo(f"bucket {bucket}: set up ({len(done)} of its settings changed)")
+    if changes:
+        typer.echo(f"bucket {bucket}: set up ({len(changes)} of its settings changed)")
     else:
         typer.echo(f"bucket {bucket}: already set up")
 
